@@ -1,0 +1,205 @@
+"""One small function per RPC method: take decoded params, call a service, return a wire type."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from typing import TYPE_CHECKING
+
+from . import PROTOCOL_VERSION, __version__
+from .engine import EventSink
+from .errors import SidecarError
+from .providers import Provider, split_model
+from .rpc import MethodSpec, RequestContext
+from .types import (
+    AbortStreamParams,
+    AbortStreamResult,
+    ActiveProvider,
+    ApiKeyStatus,
+    CompleteChatResult,
+    DeletedResult,
+    Empty,
+    ListModelsParams,
+    ModelInfo,
+    ProviderConfig,
+    ProviderIdParams,
+    ProviderInfo,
+    ProviderParams,
+    RemovedResult,
+    SaveApiKeyParams,
+    SaveApiKeyResult,
+    SavedProvider,
+    SetActiveProviderParams,
+    SidecarInfo,
+    StreamStarted,
+    StreamTextParams,
+    TestConnectionParams,
+    TestConnectionResult,
+)
+
+if TYPE_CHECKING:
+    from .app import App
+
+
+class Api:
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.engine = app.engine
+        self.registry = app.registry
+        self.credentials = app.credentials
+
+    def info(self, provider: Provider) -> ProviderInfo:
+        cfg = provider.config()
+        source = None if provider.protocol == "mock" else self.credentials.known_source(provider)
+        return ProviderInfo(
+            id=cfg.id,
+            name=cfg.name,
+            protocol=cfg.protocol,
+            base_url=cfg.base_url,
+            is_custom=provider.is_custom,
+            is_local=provider.is_local,
+            has_api_key=source is not None,
+            key_source=source,
+            requires_api_key=cfg.requires_api_key,
+            api_key_env=cfg.api_key_env,
+            headers=cfg.headers,
+            extra_body=cfg.extra_body,
+            default_models=cfg.default_models,
+        )
+
+    # --- streaming ----------------------------------------------------------------------
+
+    async def llm_stream_text(self, ctx: RequestContext, params: StreamTextParams) -> StreamStarted:
+        stream_id = params.stream_id if isinstance(params.stream_id, str) else uuid.uuid4().hex
+        if not stream_id or len(stream_id) > 128:
+            raise SidecarError("invalid_request", "stream_id must be 1 to 128 characters")
+        scope = self.engine.reserve(stream_id)
+        try:
+            prepared = await self.engine.prepare(params)
+        except BaseException:
+            self.engine.release(stream_id)
+            raise
+        sink = EventSink(stream_id, ctx.server.notify)
+        ctx.spawn(lambda: self.engine.run_stream(prepared, sink, scope, ctx.responded))
+        return StreamStarted(stream_id=stream_id)
+
+    async def llm_abort_stream(self, ctx: RequestContext, params: AbortStreamParams) -> AbortStreamResult:
+        return AbortStreamResult(aborted=self.engine.abort(params.stream_id))
+
+    async def complete_chat(self, ctx: RequestContext, params: StreamTextParams) -> CompleteChatResult:
+        return await self.engine.complete(await self.engine.prepare(params))
+
+    # --- providers and models -----------------------------------------------------------
+
+    async def list_providers(self, ctx: RequestContext) -> list[ProviderInfo]:
+        return [self.info(p) for p in self.registry.all()]
+
+    async def llm_list_available_models(self, ctx: RequestContext, params: ListModelsParams) -> list[ModelInfo]:
+        providers = [self.registry.get(params.provider)] if isinstance(params.provider, str) else self.registry.all()
+        return [m.info(p.id) for p in providers for m in p.models]
+
+    async def llm_register_custom_provider(self, ctx: RequestContext, params: ProviderConfig) -> ProviderInfo:
+        return self.info(self.registry.register(params))
+
+    async def llm_remove_custom_provider(self, ctx: RequestContext, params: ProviderIdParams) -> RemovedResult:
+        return RemovedResult(removed=self.registry.remove(params.id))
+
+    async def set_active_provider(self, ctx: RequestContext, params: SetActiveProviderParams) -> ProviderInfo:
+        provider = self.registry.get(params.provider)
+        model = params.model
+        if ":" in model and model.split(":", 1)[0] == provider.id:
+            model = split_model(model)[1]
+        if not model:
+            raise SidecarError("invalid_request", "model must not be empty")
+        if isinstance(params.api_key, str):
+            await self.credentials.save(provider, _clean_key(params.api_key))
+        self.app.settings.value.active = ActiveProvider(provider=provider.id, model=model)
+        self.app.settings.save()
+        return self.info(provider)
+
+    async def get_active_provider(self, ctx: RequestContext) -> ActiveProvider | None:
+        return self.app.settings.value.active
+
+    async def test_provider_connection(
+        self, ctx: RequestContext, params: TestConnectionParams
+    ) -> TestConnectionResult:
+        return await self.engine.test_connection(params)
+
+    # --- keys ---------------------------------------------------------------------------
+
+    async def save_api_key(self, ctx: RequestContext, params: SaveApiKeyParams) -> SaveApiKeyResult:
+        provider = self.registry.get(params.provider)
+        await self.credentials.save(provider, _clean_key(params.api_key))
+        return SaveApiKeyResult(provider=provider.id, has_api_key=True)
+
+    async def get_api_key(self, ctx: RequestContext, params: ProviderParams) -> ApiKeyStatus:
+        return await self.credentials.status(self.registry.get(params.provider))
+
+    async def delete_api_key(self, ctx: RequestContext, params: ProviderParams) -> DeletedResult:
+        return DeletedResult(deleted=await self.credentials.delete(self.registry.get(params.provider)))
+
+    async def list_saved_providers(self, ctx: RequestContext) -> list[SavedProvider]:
+        out = []
+        for p in self.registry.all():
+            source = self.credentials.known_source(p)
+            if source is not None:
+                out.append(SavedProvider(provider=p.id, has_api_key=True, source=source))
+        return out
+
+    # --- the process ---------------------------------------------------------------------
+
+    async def sidecar_info(self, ctx: RequestContext) -> SidecarInfo:
+        return SidecarInfo(
+            version=__version__,
+            protocol_version=PROTOCOL_VERSION,
+            python=sys.version.split()[0],
+            keyring_backend=await self.credentials.backend_name(),
+            data_dir=str(self.app.data_dir),
+        )
+
+    async def shutdown(self, ctx: RequestContext) -> Empty:
+        async def stop_after_reply() -> None:
+            await ctx.responded.wait()
+            ctx.server.stop()
+
+        ctx.spawn(stop_after_reply)
+        return Empty()
+
+
+def _clean_key(key: str) -> str:
+    key = key.strip()
+    if not key:
+        raise SidecarError("invalid_request", "api_key must not be empty")
+    if any(c.isspace() for c in key) or len(key) > 4096:
+        raise SidecarError("invalid_request", "api_key must be one line without spaces, at most 4096 characters")
+    return key
+
+
+METHODS: tuple[tuple[str, type | None, object, str], ...] = (
+    ("llm_stream_text", StreamTextParams, StreamStarted,
+     "Start a stream; its events follow as llm-stream-<stream_id> notifications."),
+    ("llm_abort_stream", AbortStreamParams, AbortStreamResult,
+     "Abort a stream; it ends with an error event of code cancelled."),
+    ("complete_chat", StreamTextParams, CompleteChatResult, "Run a request to its end and return the whole answer."),
+    ("list_providers", None, list[ProviderInfo], "Built-in and custom providers, sorted by id."),
+    ("llm_list_available_models", ListModelsParams, list[ModelInfo], "Models of one provider, or of all."),
+    ("llm_register_custom_provider", ProviderConfig, ProviderInfo, "Add or replace a custom provider (persisted)."),
+    ("llm_remove_custom_provider", ProviderIdParams, RemovedResult, "Remove a custom provider."),
+    ("set_active_provider", SetActiveProviderParams, ProviderInfo,
+     "Choose the provider and model used when a request names none (persisted)."),
+    ("get_active_provider", None, ActiveProvider | None, "The active provider and model, or null."),
+    ("test_provider_connection", TestConnectionParams, TestConnectionResult,
+     "Check a key and base URL with a cheap authenticated call."),
+    ("save_api_key", SaveApiKeyParams, SaveApiKeyResult, "Save a key in the OS keychain."),
+    ("get_api_key", ProviderParams, ApiKeyStatus, "Whether a key is available, and a preview; never the key."),
+    ("delete_api_key", ProviderParams, DeletedResult, "Delete a saved key from the OS keychain."),
+    ("list_saved_providers", None, list[SavedProvider], "Providers that have a key, and where it is."),
+    ("sidecar_info", None, SidecarInfo, "Version, keychain backend and data dir."),
+    ("shutdown", None, Empty, "Cancel every stream, answer, and exit."),
+)
+"""Every RPC method: name, params type (None: takes none), result type, summary.
+The dispatcher's table and the schema are both built from this."""
+
+
+def method_table(api: Api) -> dict[str, MethodSpec]:
+    return {name: MethodSpec(getattr(api, name), params, result, summary) for name, params, result, summary in METHODS}

@@ -1,0 +1,93 @@
+"""Command line: ``llm-sidecar`` serves JSON-RPC on stdio; ``schema`` writes the OpenRPC document."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+
+DESCRIPTION = """\
+llm-sidecar: one typed JSON-RPC 2.0 interface to every LLM provider, for desktop apps.
+
+With no command it serves JSON-RPC on stdin/stdout, one JSON value per line, and
+streams model output as `llm-stream-<stream_id>` notifications. Logs go to stderr.
+Try it offline:
+
+  echo '{"jsonrpc":"2.0","id":1,"method":"llm_stream_text","params":{"model":"mock:echo","messages":[{"role":"user","content":"hi"}]}}' | llm-sidecar
+"""
+
+
+def _common(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    d = (lambda v: v) if defaults else (lambda v: argparse.SUPPRESS)
+    parser.add_argument("--data-dir", metavar="PATH", default=d(os.environ.get("LLM_SIDECAR_DATA_DIR")),
+                        help="where settings live (env LLM_SIDECAR_DATA_DIR; default: the per-user data folder)")
+    parser.add_argument("--keyring-service", metavar="NAME",
+                        default=d(os.environ.get("LLM_SIDECAR_KEYRING_SERVICE", "llm-sidecar")),
+                        help="keychain service name for saved keys (env LLM_SIDECAR_KEYRING_SERVICE; "
+                        "default llm-sidecar)")
+    parser.add_argument("--log-level", metavar="LEVEL", default=d(os.environ.get("LLM_SIDECAR_LOG_LEVEL", "warning")),
+                        choices=["debug", "info", "warning", "error", "DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="stderr log level: debug, info, warning (default), error (env LLM_SIDECAR_LOG_LEVEL)")
+
+
+def _serve_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    d = (lambda v: v) if defaults else (lambda v: argparse.SUPPRESS)
+    parser.add_argument("--drain-timeout", type=float, metavar="SECONDS", default=d(60.0),
+                        help="at end of stdin, wait this long for requests in flight (default 60)")
+    parser.add_argument("--parent-pid", type=int, metavar="N", default=d(None),
+                        help="exit when process N ends (pass the app's pid)")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="llm-sidecar", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"llm-sidecar {__version__}")
+    _common(p, True)
+    _serve_options(p, True)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    serve = sub.add_parser("serve", help="serve JSON-RPC on stdio (the default)")
+    _common(serve, False)
+    _serve_options(serve, False)
+    schema = sub.add_parser("schema", help="write the OpenRPC document (schema/openrpc.json)")
+    _common(schema, False)
+    schema.add_argument("--output", "-o", metavar="PATH", default="schema/openrpc.json",
+                        help="where to write it, - for stdout (default schema/openrpc.json)")
+    schema.add_argument("--check", action="store_true", help="exit 1 if PATH is not up to date; write nothing")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "schema":
+        from .schema import write_schema
+
+        return write_schema(args.output, check=args.check)
+    return _serve(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import anyio
+
+    from .app import App
+    from .settings import default_data_dir
+
+    data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
+    app = App(data_dir, args.keyring_service)
+    status = 0
+    try:
+        anyio.run(lambda: app.serve(drain_timeout=args.drain_timeout, parent_pid=args.parent_pid),
+                  backend="asyncio")
+    except KeyboardInterrupt:
+        pass
+    except Exception:
+        logging.getLogger("sidecar").exception("the sidecar failed")
+        status = 1
+    sys.stderr.flush()
+    # Worker threads blocked on stdin or a stuck keychain must not keep the process alive.
+    os._exit(status)

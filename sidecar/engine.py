@@ -1,0 +1,444 @@
+"""Runs a request: resolve "provider:model", fetch the key, encode, stream from the
+upstream over one pooled httpx client, decode, and hand events to a sink.
+
+Everything that can fail before the network (bad model, unknown provider, missing key)
+raises from ``prepare`` so it becomes the RPC error; everything after is a stream event.
+Every stream ends in exactly one terminal event, whatever happens to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import msgspec
+
+from . import __version__
+from .credentials import Credentials, redact
+from .errors import SidecarError
+from .protocols import WireProtocol, get_protocol
+from .protocols import mock as mock_protocol
+from .providers import Provider, Registry, split_model
+from .settings import SettingsStore
+from .types import (
+    TERMINAL_EVENTS,
+    CompleteChatResult,
+    ContentPart,
+    DoneEvent,
+    ErrorEvent,
+    ErrorInfo,
+    Event,
+    ReasoningDeltaEvent,
+    ReasoningEndEvent,
+    ReasoningPart,
+    RedactedReasoningEvent,
+    RedactedReasoningPart,
+    StartEvent,
+    StreamTextParams,
+    TestConnectionParams,
+    TestConnectionResult,
+    TextDeltaEvent,
+    TextPart,
+    ToolCallEvent,
+    ToolCallPart,
+    ToolCallStartEvent,
+    Usage,
+    UsageEvent,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+log = logging.getLogger("sidecar.engine")
+
+Emit = Callable[[Event], Awaitable[None]]
+
+CONNECT_TIMEOUT = 15.0
+IDLE_TIMEOUT = 120.0
+MAX_ERROR_BODY = 64 * 1024
+_FIRST_OUTPUT = (TextDeltaEvent, ReasoningDeltaEvent, ToolCallStartEvent, RedactedReasoningEvent)
+
+
+@dataclass
+class Prepared:
+    """A request checked and resolved, ready to go on the network."""
+
+    params: StreamTextParams
+    provider: Provider
+    model: str
+    api_key: str | None
+
+    @property
+    def model_ref(self) -> str:
+        return f"{self.provider.id}:{self.model}"
+
+
+class EventSink:
+    """Numbers a stream's events and stops after the terminal one."""
+
+    __slots__ = ("closed", "method", "notify", "seq", "stream_id")
+
+    def __init__(self, stream_id: str, notify: Callable[[str, Any], Awaitable[None]]) -> None:
+        self.stream_id = stream_id
+        self.method = f"llm-stream-{stream_id}"
+        self.notify = notify
+        self.seq = 0
+        self.closed = False
+
+    async def emit(self, event: Event) -> None:
+        if self.closed:
+            return
+        event.stream_id = self.stream_id
+        event.seq = self.seq
+        self.seq += 1
+        if isinstance(event, TERMINAL_EVENTS):
+            self.closed = True
+        await self.notify(self.method, event)
+
+
+class Engine:
+    def __init__(self, registry: Registry, credentials: Credentials, settings: SettingsStore) -> None:
+        self.registry = registry
+        self.credentials = credentials
+        self.settings = settings
+        self._http: httpx.AsyncClient | None = None
+        self._streams: dict[str, anyio.CancelScope] = {}
+
+    def http(self) -> httpx.AsyncClient:
+        """The one pooled client, created on first use (httpx is slow to import)."""
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.AsyncClient(
+                timeout=httpx.Timeout(IDLE_TIMEOUT, connect=CONNECT_TIMEOUT),
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=60),
+                headers={"user-agent": f"llm-sidecar/{__version__}"},
+            )
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+
+    # --- resolution --------------------------------------------------------------------
+
+    async def prepare(self, params: StreamTextParams) -> Prepared:
+        if not params.messages:
+            raise SidecarError("invalid_request", "messages must not be empty")
+        if isinstance(params.model, str):
+            provider_id, model = split_model(params.model)
+        elif self.settings.value.active is not None:
+            provider_id, model = self.settings.value.active.provider, self.settings.value.active.model
+        else:
+            raise SidecarError("invalid_request", "no model given and no active provider set")
+        provider = self.registry.get(provider_id)
+        if provider.protocol == "mock":
+            if model not in mock_protocol.MODELS:
+                raise SidecarError("unknown_model", f"mock has no model {model!r}", provider="mock")
+            return Prepared(params, provider, model, None)
+        self._protocol(provider)
+        key = await self._key(provider)
+        return Prepared(params, provider, model, key)
+
+    def _protocol(self, provider: Provider) -> WireProtocol:
+        try:
+            return get_protocol(provider.protocol)
+        except KeyError:
+            raise SidecarError(
+                "invalid_request", f"protocol {provider.protocol!r} is not available yet", provider=provider.id
+            ) from None
+
+    async def _key(self, provider: Provider) -> str | None:
+        found = await self.credentials.resolve(provider) if provider.requires_api_key or provider.api_key_env else None
+        if found is None and provider.requires_api_key:
+            env = f" or set {provider.api_key_env}" if provider.api_key_env else ""
+            raise SidecarError(
+                "missing_api_key",
+                f"No API key saved for provider {provider.id!r} (save one with save_api_key{env})",
+                provider=provider.id,
+            )
+        return found[0] if found else None
+
+    # --- streams -------------------------------------------------------------------------
+
+    def reserve(self, stream_id: str) -> anyio.CancelScope:
+        """Claim a stream id; abort works from this moment on."""
+        if stream_id in self._streams:
+            raise SidecarError("invalid_request", f"stream {stream_id!r} is already running")
+        scope = self._streams[stream_id] = anyio.CancelScope()
+        return scope
+
+    def release(self, stream_id: str) -> None:
+        self._streams.pop(stream_id, None)
+
+    def abort(self, stream_id: str) -> bool:
+        scope = self._streams.get(stream_id)
+        if scope is None:
+            return False
+        scope.cancel()
+        return True
+
+    async def run_stream(
+        self, prepared: Prepared, sink: EventSink, scope: anyio.CancelScope, go: anyio.Event
+    ) -> None:
+        """Stream (in the reserved ``scope``) once ``go`` is set; always ends with exactly one terminal event."""
+        terminal: Event | None = None
+        try:
+            with scope:
+                await go.wait()
+                terminal = await self.stream(prepared, sink.emit)
+        except SidecarError as exc:
+            terminal = ErrorEvent(error=exc.info)
+        except Exception:
+            log.exception("stream %s failed", sink.stream_id)
+            terminal = ErrorEvent(error=ErrorInfo(code="internal", message="internal error in the sidecar"))
+        finally:
+            self.release(sink.stream_id)
+            if terminal is None:
+                terminal = ErrorEvent(error=ErrorInfo(code="cancelled", message="the stream was cancelled"))
+            with anyio.CancelScope(shield=True):
+                await sink.emit(terminal)
+
+    async def stream(self, prepared: Prepared, emit: Emit) -> DoneEvent:
+        """Emit a stream's events up to its end; return the ``done`` event (not emitted)."""
+        started = time.perf_counter()
+        ttft: float | None = None
+        provider, params = prepared.provider, prepared.params
+        await emit(StartEvent(provider=provider.id, model=prepared.model_ref))
+
+        if provider.protocol == "mock":
+            chunks, usage = mock_protocol.reply(params, prepared.model)
+            delay = _option(params, "chunk_delay_ms", 0) / 1000
+            for chunk in chunks:
+                if delay:
+                    await anyio.sleep(delay)
+                if ttft is None:
+                    ttft = (time.perf_counter() - started) * 1000
+                await emit(TextDeltaEvent(text=chunk))
+            await emit(UsageEvent(**msgspec.structs.asdict(usage)))
+            return _done("stop", usage, prepared, started, ttft)
+
+        protocol = self._protocol(provider)
+        request = protocol.encode_request(params, provider, prepared.model, prepared.api_key)
+        decoder = protocol.new_decoder(provider.id)
+        import httpx
+        from httpx_sse import EventSource
+
+        timeout = _timeouts(params)
+        try:
+            with anyio.fail_after(timeout.total):
+                async with self.http().stream(
+                    request.method,
+                    request.url,
+                    headers=request.headers,
+                    content=request.body,
+                    timeout=timeout.httpx(httpx),
+                ) as response:
+                    if response.status_code >= 400:
+                        body = await _read_limited(response)
+                        raise protocol.map_http_error(response.status_code, body, provider.id)
+                    if "text/event-stream" not in response.headers.get("content-type", ""):
+                        body = await _read_limited(response)
+                        raise _not_a_stream(protocol, response.status_code, body, provider.id)
+                    async for sse in EventSource(response).aiter_sse():
+                        if decoder.complete:
+                            continue  # read to the end of the body so the connection is reused
+                        for event in decoder.feed(sse.event, sse.data):
+                            if ttft is None and isinstance(event, _FIRST_OUTPUT):
+                                ttft = (time.perf_counter() - started) * 1000
+                            await emit(event)
+        except TimeoutError:
+            raise SidecarError("timeout", f"{provider.id}: no complete answer within the time limit",
+                               provider=provider.id) from None
+        except SidecarError as exc:
+            exc.info.message = redact(exc.info.message, prepared.api_key)
+            raise
+        except httpx.TimeoutException as exc:
+            phase = "connecting" if isinstance(exc, httpx.ConnectTimeout) else "waiting for data"
+            raise SidecarError("timeout", f"{provider.id}: timed out {phase}", provider=provider.id) from None
+        except httpx.HTTPError as exc:
+            raise _network_error(exc, provider) from None
+        if not decoder.complete and decoder.finish_reason is None:
+            raise SidecarError(
+                "network_error", f"{provider.id}: the connection closed before the end of the stream",
+                provider=provider.id,
+            )
+        for event in decoder.end():
+            await emit(event)
+        usage = decoder.usage
+        if usage is not None:
+            await emit(UsageEvent(**msgspec.structs.asdict(usage)))
+        return _done(decoder.finish_reason or "other", usage or Usage(), prepared, started, ttft)
+
+    async def complete(self, prepared: Prepared) -> CompleteChatResult:
+        """The same stream, collected into one result."""
+        collector = _Collector()
+        done = await self.stream(prepared, collector.add)
+        return collector.result(done)
+
+    # --- connection test ------------------------------------------------------------
+
+    async def test_connection(self, params: TestConnectionParams) -> TestConnectionResult:
+        provider = self.registry.get(params.provider)
+        if isinstance(params.base_url, str):
+            provider = replace(provider, base_url=params.base_url.rstrip("/"))
+        started = time.perf_counter()
+
+        def result(error: SidecarError | None = None) -> TestConnectionResult:
+            ms = round((time.perf_counter() - started) * 1000, 3)
+            if error is None:
+                return TestConnectionResult(ok=True, latency_ms=ms)
+            return TestConnectionResult(ok=False, latency_ms=ms, error=error.info)
+
+        if provider.protocol == "mock":
+            return result()
+        protocol = self._protocol(provider)
+        key: str | None = params.api_key if isinstance(params.api_key, str) else None
+        try:
+            if key is None:
+                key = await self._key(provider)
+        except SidecarError as exc:
+            return result(exc)
+        request = protocol.probe_request(provider, key)
+        import httpx
+
+        try:
+            response = await self.http().request(
+                request.method, request.url, headers=request.headers, timeout=httpx.Timeout(15.0)
+            )
+        except httpx.TimeoutException:
+            return result(SidecarError("timeout", f"{provider.id}: no answer within 15 s", provider=provider.id))
+        except httpx.HTTPError as exc:
+            return result(_network_error(exc, provider))
+        if response.status_code >= 400:
+            err = protocol.map_http_error(response.status_code, response.content[:MAX_ERROR_BODY], provider.id)
+            err.info.message = redact(err.info.message, key)
+            return result(err)
+        return result()
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Timeouts:
+    connect: float
+    idle: float
+    total: float | None
+
+    def httpx(self, httpx: Any) -> Any:
+        return httpx.Timeout(self.idle, connect=self.connect)
+
+
+def _timeouts(params: StreamTextParams) -> _Timeouts:
+    t = params.timeouts
+    total_ms = params.timeout_ms if isinstance(params.timeout_ms, int) else None
+    connect, idle = CONNECT_TIMEOUT, IDLE_TIMEOUT
+    if not isinstance(t, msgspec.UnsetType):
+        connect = t.connect_ms / 1000 if isinstance(t.connect_ms, int) else connect
+        idle = t.idle_ms / 1000 if isinstance(t.idle_ms, int) else idle
+        total_ms = t.total_ms if isinstance(t.total_ms, int) else total_ms
+    return _Timeouts(connect, idle, total_ms / 1000 if total_ms else None)
+
+
+def _option(params: StreamTextParams, name: str, default: float) -> float:
+    opts = params.provider_options
+    value = opts.get(name, default) if isinstance(opts, dict) else default
+    return float(value) if isinstance(value, int | float) else default
+
+
+def _done(finish: Any, usage: Usage, prepared: Prepared, started: float, ttft: float | None) -> DoneEvent:
+    done = DoneEvent(
+        finish_reason=finish,
+        usage=usage,
+        model=prepared.model_ref,
+        latency_ms=round((time.perf_counter() - started) * 1000, 3),
+    )
+    if ttft is not None:
+        done.ttft_ms = round(ttft, 3)
+    return done
+
+
+async def _read_limited(response: httpx.Response) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        parts.append(chunk)
+        size += len(chunk)
+        if size >= MAX_ERROR_BODY:
+            break
+    return b"".join(parts)[:MAX_ERROR_BODY]
+
+
+def _not_a_stream(protocol: WireProtocol, status: int, body: bytes, provider: str) -> SidecarError:
+    """A 2xx that is not an event stream: an error in JSON clothing, or nonsense."""
+    try:
+        if b'"error"' in body:
+            err = protocol.map_http_error(status, body, provider)
+            if err.code != "invalid_request" or b"message" in body:
+                return err
+    except Exception:
+        pass
+    return SidecarError("protocol_error", f"{provider}: the upstream did not answer with an event stream",
+                        provider=provider)
+
+
+def _network_error(exc: Exception, provider: Provider) -> SidecarError:
+    """Never the exception text: it can hold a URL with its query."""
+    import httpx
+
+    host = provider.base_url.split("://", 1)[-1].split("/", 1)[0]
+    if isinstance(exc, httpx.ConnectError):
+        what = f"could not connect to {host}"
+    elif isinstance(exc, httpx.RemoteProtocolError):
+        what = "the connection closed before the end of the stream"
+    elif isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        return SidecarError("invalid_request", f"{provider.id}: the base_url is not a valid http(s) URL",
+                            provider=provider.id)
+    else:
+        what = f"network error talking to {host} ({type(exc).__name__})"
+    return SidecarError("network_error", f"{provider.id}: {what}", provider=provider.id)
+
+
+class _Collector:
+    """Events to a complete_chat result; text is collected in a list, joined once."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.reasoning: list[str] = []
+        self.parts: list[ContentPart] = []
+
+    async def add(self, event: Event) -> None:
+        if isinstance(event, TextDeltaEvent):
+            self.text.append(event.text)
+        elif isinstance(event, ReasoningDeltaEvent):
+            self.reasoning.append(event.text)
+        elif isinstance(event, ReasoningEndEvent):
+            self._flush_reasoning(event.signature if isinstance(event.signature, str) else None)
+        elif isinstance(event, RedactedReasoningEvent):
+            self.parts.append(RedactedReasoningPart(data=event.data))
+        elif isinstance(event, ToolCallEvent):
+            self.parts.append(ToolCallPart(id=event.tool_call_id, name=event.name, arguments=event.arguments))
+
+    def _flush_reasoning(self, signature: str | None) -> None:
+        if self.reasoning or signature:
+            part = ReasoningPart(text="".join(self.reasoning))
+            if signature:
+                part.signature = signature
+            self.parts.append(part)
+            self.reasoning.clear()
+
+    def result(self, done: DoneEvent) -> CompleteChatResult:
+        self._flush_reasoning(None)
+        content = "".join(self.text)
+        parts: list[ContentPart] = [p for p in self.parts if isinstance(p, ReasoningPart | RedactedReasoningPart)]
+        if content:
+            parts.append(TextPart(text=content))
+        parts += [p for p in self.parts if isinstance(p, ToolCallPart)]
+        return CompleteChatResult(
+            content=content, parts=parts, finish_reason=done.finish_reason, usage=done.usage, model=done.model
+        )

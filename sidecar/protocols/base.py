@@ -1,0 +1,50 @@
+"""What every protocol module provides."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from ..errors import SidecarError
+from ..providers import Provider
+from ..types import Event, FinishReason, StreamTextParams, Usage
+
+
+@dataclass
+class HttpRequest:
+    method: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+
+
+class StreamDecoder(Protocol):
+    """Turns the upstream stream, one message at a time, into contract events.
+
+    ``feed`` raises SidecarError for an error the upstream reports in the stream, and
+    ``protocol_error`` for bytes that do not parse.
+    """
+
+    finish_reason: FinishReason | None
+    usage: Usage | None
+    complete: bool
+    """the protocol's end-of-stream marker was seen"""
+
+    def feed(self, event: str, data: str) -> list[Event]: ...
+
+    def end(self) -> list[Event]:
+        """Events still pending when the stream ends (assembled tool calls, reasoning_end)."""
+        ...
+
+
+@dataclass(frozen=True)
+class WireProtocol:
+    name: str
+    framing: Literal["sse", "ndjson"]
+    encode_request: Callable[[StreamTextParams, Provider, str, str | None], HttpRequest]
+    new_decoder: Callable[[str], StreamDecoder]
+    """given the provider id, for messages"""
+    map_http_error: Callable[[int, bytes, str], SidecarError]
+    probe_request: Callable[[Provider, str | None], HttpRequest]
+    """a cheap authenticated request that proves the key and the base URL work"""

@@ -1,0 +1,405 @@
+"""The OpenAI chat-completions protocol, spoken by OpenAI and every compatible server
+(Groq, Together, DeepSeek, Mistral, OpenRouter, xAI, LM Studio, vLLM, llama.cpp, ...)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from ..errors import SidecarError
+from ..providers import Provider
+from ..types import (
+    AssistantMessage,
+    ContentPart,
+    Event,
+    FinishReason,
+    ImagePart,
+    ReasoningDeltaEvent,
+    ReasoningEndEvent,
+    RedactedReasoningEvent,
+    StreamTextParams,
+    SystemMessage,
+    TextDeltaEvent,
+    TextPart,
+    ToolCallDeltaEvent,
+    ToolCallEvent,
+    ToolCallPart,
+    ToolCallStartEvent,
+    ToolChoiceName,
+    ToolMessage,
+    Usage,
+    UserMessage,
+)
+from .base import HttpRequest, WireProtocol
+from .http_errors import error_fields, upstream_error
+
+# --- encode -----------------------------------------------------------------------------
+
+
+def _image_url(part: ImagePart) -> dict[str, Any]:
+    url = part.url if isinstance(part.url, str) else f"data:{part.media_type};base64,{part.data}"
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _text_of(content: str | list[ContentPart]) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(p.text for p in content if isinstance(p, TextPart))
+
+
+def encode_messages(params: StreamTextParams) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if isinstance(params.system, str):
+        out.append({"role": "system", "content": params.system})
+    for msg in params.messages:
+        if isinstance(msg, SystemMessage):
+            out.append({"role": "system", "content": msg.content})
+        elif isinstance(msg, UserMessage):
+            if isinstance(msg.content, str):
+                out.append({"role": "user", "content": msg.content})
+                continue
+            parts: list[dict[str, Any]] = []
+            for p in msg.content:
+                if isinstance(p, TextPart):
+                    parts.append({"type": "text", "text": p.text})
+                elif isinstance(p, ImagePart):
+                    parts.append(_image_url(p))
+                else:
+                    raise SidecarError("invalid_request", f"a user message cannot hold a {p.type} part")
+            out.append({"role": "user", "content": parts})
+        elif isinstance(msg, AssistantMessage):
+            entry: dict[str, Any] = {"role": "assistant", "content": _text_of(msg.content) or None}
+            if not isinstance(msg.content, str):
+                calls = [
+                    {
+                        "id": p.id,
+                        "type": "function",
+                        "function": {"name": p.name, "arguments": msgspec.json.encode(p.arguments).decode()},
+                    }
+                    for p in msg.content
+                    if isinstance(p, ToolCallPart)
+                ]
+                if calls:
+                    entry["tool_calls"] = calls
+            out.append(entry)
+        elif isinstance(msg, ToolMessage):
+            out.append({"role": "tool", "tool_call_id": msg.tool_call_id, "content": _text_of(msg.content)})
+    return out
+
+
+def encode_body(params: StreamTextParams, provider: Provider, model: str, *, stream: bool = True) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": model, "messages": encode_messages(params), "stream": stream}
+    if stream and provider.stream_usage:
+        body["stream_options"] = {"include_usage": True}
+    if isinstance(params.tools, list) and params.tools:
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    **({"description": t.description} if isinstance(t.description, str) else {}),
+                    "parameters": t.parameters,
+                },
+            }
+            for t in params.tools
+        ]
+    if isinstance(params.tool_choice, ToolChoiceName):
+        body["tool_choice"] = {"type": "function", "function": {"name": params.tool_choice.name}}
+    elif isinstance(params.tool_choice, str):
+        body["tool_choice"] = params.tool_choice
+    for name in ("temperature", "top_p", "stop", "seed"):
+        value = getattr(params, name)
+        if value is not msgspec.UNSET:
+            body[name] = value
+    if isinstance(params.max_tokens, int):
+        body["max_completion_tokens" if provider.id == "openai" else "max_tokens"] = params.max_tokens
+    rf = params.response_format
+    if not isinstance(rf, msgspec.UnsetType) and rf.type != "text":
+        if rf.type == "json_schema":
+            name = rf.name if isinstance(rf.name, str) else "response"
+            schema = rf.schema if isinstance(rf.schema, dict) else {}
+            body["response_format"] = {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
+        else:
+            body["response_format"] = {"type": "json_object"}
+    if not isinstance(params.reasoning, msgspec.UnsetType) and isinstance(params.reasoning.effort, str):
+        body["reasoning_effort"] = params.reasoning.effort
+    body.update(provider.extra_body)
+    if isinstance(params.provider_options, dict):
+        body.update(params.provider_options)
+    return body
+
+
+def _headers(provider: Provider, api_key: str | None, accept: str) -> dict[str, str]:
+    headers = {"content-type": "application/json", "accept": accept, **provider.headers}
+    if api_key:
+        headers["authorization"] = f"Bearer {api_key}"
+    return headers
+
+
+def encode_request(params: StreamTextParams, provider: Provider, model: str, api_key: str | None) -> HttpRequest:
+    return HttpRequest(
+        "POST",
+        f"{provider.base_url}/chat/completions",
+        _headers(provider, api_key, "text/event-stream"),
+        msgspec.json.encode(encode_body(params, provider, model)),
+    )
+
+
+def probe_request(provider: Provider, api_key: str | None) -> HttpRequest:
+    return HttpRequest("GET", f"{provider.base_url}/models", _headers(provider, api_key, "application/json"))
+
+
+def map_http_error(status: int, body: bytes, provider: str) -> SidecarError:
+    try:
+        code, message = error_fields(msgspec.json.decode(body))
+    except msgspec.DecodeError:
+        code, message = "", body.decode("utf-8", "replace").strip()[:200]
+    return upstream_error(provider, status, code, message)
+
+
+# --- decode -----------------------------------------------------------------------------
+
+
+class _Function(msgspec.Struct):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class _ToolCallDelta(msgspec.Struct):
+    index: int | None = None
+    id: str | None = None
+    function: _Function | None = None
+
+
+class _ReasoningDetail(msgspec.Struct):
+    type: str = ""
+    signature: str | None = None
+    data: str | None = None
+
+
+class _Delta(msgspec.Struct):
+    content: str | list[Any] | None = None
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+    reasoning_details: list[_ReasoningDetail] | None = None
+    tool_calls: list[_ToolCallDelta] | None = None
+    refusal: str | None = None
+
+
+class _Choice(msgspec.Struct):
+    index: int = 0
+    delta: _Delta | None = None
+    finish_reason: str | None = None
+
+
+class _Details(msgspec.Struct):
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int | None = 0
+    completion_tokens: int | None = 0
+    prompt_tokens_details: _Details | None = None
+    completion_tokens_details: _Details | None = None
+    prompt_cache_hit_tokens: int | None = None
+
+
+class _XGroq(msgspec.Struct):
+    usage: _Usage | None = None
+
+
+class _Chunk(msgspec.Struct):
+    choices: list[_Choice] | None = None
+    usage: _Usage | None = None
+    x_groq: _XGroq | None = None
+    error: Any = None
+
+
+_decode_chunk = msgspec.json.Decoder(_Chunk).decode
+
+FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "eos": "stop",
+    "end_turn": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+
+def convert_usage(u: _Usage) -> Usage:
+    usage = Usage(input_tokens=u.prompt_tokens or 0, output_tokens=u.completion_tokens or 0)
+    cached = u.prompt_tokens_details.cached_tokens if u.prompt_tokens_details else u.prompt_cache_hit_tokens
+    if cached:
+        usage.cached_input_tokens = cached
+    if u.completion_tokens_details and u.completion_tokens_details.reasoning_tokens:
+        usage.reasoning_tokens = u.completion_tokens_details.reasoning_tokens
+    return usage
+
+
+class _PendingCall:
+    __slots__ = ("args", "id", "name", "started")
+
+    def __init__(self, id_: str | None, name: str | None) -> None:
+        self.id = id_
+        self.name = name
+        self.args: list[str] = []
+        self.started = False
+
+
+class Decoder:
+    """Chat-completion chunks to events; tool-call fragments are keyed by ``index``."""
+
+    def __init__(self, provider: str = "openai") -> None:
+        self.provider = provider
+        self.finish_reason: FinishReason | None = None
+        self.usage: Usage | None = None
+        self.complete = False
+        self._calls: dict[int, _PendingCall] = {}
+        self._reasoning = False
+        self._signature: str | None = None
+
+    def feed(self, event: str, data: str) -> list[Event]:
+        if data == "[DONE]":
+            self.complete = True
+            return []
+        try:
+            chunk = _decode_chunk(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            if event == "error" or data.lstrip().startswith('{"error"'):
+                chunk = _Chunk(error=_loose(data))
+            else:
+                raise SidecarError("protocol_error", f"{self.provider}: unparseable stream chunk ({exc})") from None
+        if chunk.error is not None or event == "error":
+            code, message = error_fields({"error": chunk.error} if chunk.error is not None else _loose(data))
+            status = chunk.error.get("status_code") if isinstance(chunk.error, dict) else None
+            if status is None and isinstance(chunk.error, dict) and isinstance(chunk.error.get("code"), int):
+                status = chunk.error["code"]
+            raise upstream_error(self.provider, status if isinstance(status, int) else None, code, message)
+        out: list[Event] = []
+        usage = chunk.usage or (chunk.x_groq.usage if chunk.x_groq else None)
+        if usage is not None:
+            self.usage = convert_usage(usage)
+        for choice in chunk.choices or ():
+            if choice.index != 0:
+                continue
+            delta = choice.delta
+            if delta is not None:
+                self._delta(delta, out)
+            if choice.finish_reason:
+                self.finish_reason = FINISH.get(choice.finish_reason, "other")
+        return out
+
+    def _delta(self, delta: _Delta, out: list[Event]) -> None:
+        reasoning = delta.reasoning_content or delta.reasoning
+        if reasoning:
+            self._reasoning = True
+            out.append(ReasoningDeltaEvent(text=reasoning))
+        if delta.reasoning_details:
+            for d in delta.reasoning_details:
+                if d.signature:
+                    self._signature = d.signature
+                if d.type == "reasoning.encrypted" and d.data:
+                    out.append(RedactedReasoningEvent(data=d.data))
+        content = delta.content
+        if isinstance(content, list):
+            for part in content:
+                self._content_part(part, out)
+        elif content:
+            self._end_reasoning(out)
+            out.append(TextDeltaEvent(text=content))
+        if delta.refusal:
+            self._end_reasoning(out)
+            out.append(TextDeltaEvent(text=delta.refusal))
+        if delta.tool_calls:
+            self._end_reasoning(out)
+            for pos, tc in enumerate(delta.tool_calls):
+                self._tool_fragment(tc, pos, out)
+
+    def _content_part(self, part: Any, out: list[Event]) -> None:
+        """Mistral's content arrays: text parts and thinking parts."""
+        if not isinstance(part, dict):
+            return
+        if part.get("type") == "text" and part.get("text"):
+            self._end_reasoning(out)
+            out.append(TextDeltaEvent(text=part["text"]))
+        elif part.get("type") == "thinking":
+            for t in part.get("thinking") or ():
+                if isinstance(t, dict) and t.get("text"):
+                    self._reasoning = True
+                    out.append(ReasoningDeltaEvent(text=t["text"]))
+
+    def _tool_fragment(self, tc: _ToolCallDelta, pos: int, out: list[Event]) -> None:
+        index = tc.index if tc.index is not None else len(self._calls) + pos
+        fn = tc.function
+        call = self._calls.get(index)
+        if call is None:
+            call = self._calls[index] = _PendingCall(tc.id, fn.name if fn else None)
+        else:
+            call.id = call.id or tc.id
+            call.name = call.name or (fn.name if fn else None)
+        if fn and fn.arguments:
+            call.args.append(fn.arguments)
+        if not call.started and call.name:
+            call.started = True
+            call.id = call.id or f"call_{index}"
+            out.append(ToolCallStartEvent(tool_call_id=call.id, name=call.name, index=index))
+            if call.args:
+                out.append(ToolCallDeltaEvent(tool_call_id=call.id, arguments_delta="".join(call.args)))
+        elif call.started and fn and fn.arguments:
+            assert call.id is not None
+            out.append(ToolCallDeltaEvent(tool_call_id=call.id, arguments_delta=fn.arguments))
+
+    def _end_reasoning(self, out: list[Event]) -> None:
+        if self._reasoning:
+            self._reasoning = False
+            sig, self._signature = self._signature, None
+            out.append(ReasoningEndEvent() if sig is None else ReasoningEndEvent(signature=sig))
+
+    def end(self) -> list[Event]:
+        out: list[Event] = []
+        self._end_reasoning(out)
+        for index in sorted(self._calls):
+            call = self._calls[index]
+            if not call.started:  # never named: nothing the caller could run
+                continue
+            assert call.id is not None and call.name is not None
+            out.append(tool_call_event(call.id, call.name, "".join(call.args)))
+        self._calls.clear()
+        if out and self.finish_reason is None and any(isinstance(e, ToolCallEvent) for e in out):
+            self.finish_reason = "tool_calls"
+        return out
+
+
+def tool_call_event(call_id: str, name: str, raw: str) -> ToolCallEvent:
+    """The final tool call; arguments that are not a JSON object are kept as text."""
+    if not raw.strip():
+        return ToolCallEvent(tool_call_id=call_id, name=name, arguments={})
+    try:
+        args = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        args = None
+    if isinstance(args, dict):
+        return ToolCallEvent(tool_call_id=call_id, name=name, arguments=args)
+    return ToolCallEvent(tool_call_id=call_id, name=name, arguments={}, arguments_raw=raw)
+
+
+def _loose(data: str) -> Any:
+    try:
+        return msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return {"error": {"message": data[:200]}}
+
+
+PROTOCOL = WireProtocol(
+    name="openai",
+    framing="sse",
+    encode_request=encode_request,
+    new_decoder=Decoder,
+    map_http_error=map_http_error,
+    probe_request=probe_request,
+)

@@ -1,0 +1,87 @@
+"""The shape of a provider and of a model in the catalog."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from msgspec import UNSET
+
+from ..types import ModelInfo, Protocol, ProviderConfig
+
+
+@dataclass(frozen=True)
+class Model:
+    id: str
+    name: str = ""
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+    tools: bool | None = None
+    vision: bool | None = None
+    reasoning: bool | None = None
+
+    def info(self, provider: str) -> ModelInfo:
+        def opt(v: Any) -> Any:
+            return UNSET if v is None else v
+
+        return ModelInfo(
+            id=f"{provider}:{self.id}",
+            provider=provider,
+            name=self.name or self.id,
+            context_window=opt(self.context_window),
+            max_output_tokens=opt(self.max_output_tokens),
+            supports_tools=opt(self.tools),
+            supports_vision=opt(self.vision),
+            supports_reasoning=opt(self.reasoning),
+        )
+
+
+@dataclass(frozen=True)
+class Provider:
+    id: str
+    name: str
+    protocol: Protocol
+    base_url: str
+    api_key_env: str | None = None
+    requires_api_key: bool = True
+    headers: dict[str, str] = field(default_factory=dict)
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    models: tuple[Model, ...] = ()
+    is_local: bool = False
+    is_custom: bool = False
+    stream_usage: bool = True
+    """openai protocol: send stream_options.include_usage (a few servers reject it)"""
+
+    @property
+    def default_models(self) -> list[str]:
+        return [m.id for m in self.models]
+
+    def config(self) -> ProviderConfig:
+        return ProviderConfig(
+            id=self.id,
+            name=self.name,
+            protocol=self.protocol,
+            base_url=self.base_url,
+            api_key_env=self.api_key_env or UNSET,
+            requires_api_key=self.requires_api_key,
+            headers=self.headers or UNSET,
+            extra_body=self.extra_body or UNSET,
+            default_models=self.default_models or UNSET,
+        )
+
+    @classmethod
+    def from_config(cls, cfg: ProviderConfig) -> Provider:
+        host = cfg.base_url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+        return cls(
+            id=cfg.id,
+            name=cfg.name,
+            protocol=cfg.protocol,
+            base_url=cfg.base_url.rstrip("/"),
+            api_key_env=cfg.api_key_env or None,
+            requires_api_key=cfg.requires_api_key,
+            headers=dict(cfg.headers or {}),
+            extra_body=dict(cfg.extra_body or {}),
+            models=tuple(Model(m) for m in cfg.default_models or ()),
+            is_local=host in ("localhost", "127.0.0.1", "::1", "0.0.0.0"),
+            is_custom=True,
+        )

@@ -1,0 +1,421 @@
+"""Every wire type, as msgspec Structs: the single source of the schema and the TypeScript types.
+
+Optional wire fields default to ``UNSET`` so they are left out of the JSON when absent
+(never sent as ``null``). Unknown fields are refused so a typo in a request is a
+-32602 that names it, not a silently ignored option.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from msgspec import UNSET, Struct, UnsetType
+
+
+class Wire(Struct, forbid_unknown_fields=True):
+    """Base of every wire type."""
+
+
+# --- content -------------------------------------------------------------------------
+
+
+class TextPart(Wire, tag_field="type", tag="text"):
+    text: str
+
+
+class ImagePart(Wire, tag_field="type", tag="image"):
+    media_type: str
+    data: str | UnsetType = UNSET
+    """base64, without a data: prefix"""
+    url: str | UnsetType = UNSET
+
+
+class ToolCallPart(Wire, tag_field="type", tag="tool_call"):
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+class ReasoningPart(Wire, tag_field="type", tag="reasoning"):
+    text: str
+    signature: str | UnsetType = UNSET
+
+
+class RedactedReasoningPart(Wire, tag_field="type", tag="redacted_reasoning"):
+    data: str
+
+
+ContentPart = TextPart | ImagePart | ToolCallPart | ReasoningPart | RedactedReasoningPart
+
+
+class SystemMessage(Wire, tag_field="role", tag="system"):
+    content: str
+
+
+class UserMessage(Wire, tag_field="role", tag="user"):
+    content: str | list[ContentPart]
+
+
+class AssistantMessage(Wire, tag_field="role", tag="assistant"):
+    content: str | list[ContentPart]
+
+
+class ToolMessage(Wire, tag_field="role", tag="tool"):
+    tool_call_id: str
+    content: str | list[ContentPart]
+    is_error: bool | UnsetType = UNSET
+
+
+Message = SystemMessage | UserMessage | AssistantMessage | ToolMessage
+
+
+class ToolDefinition(Wire):
+    name: str
+    parameters: dict[str, Any]
+    description: str | UnsetType = UNSET
+
+
+class ToolChoiceName(Wire):
+    name: str
+
+
+class ResponseFormat(Wire):
+    type: Literal["text", "json_object", "json_schema"]
+    schema: dict[str, Any] | UnsetType = UNSET
+    name: str | UnsetType = UNSET
+
+
+class ReasoningOptions(Wire):
+    effort: Literal["low", "medium", "high"] | UnsetType = UNSET
+    budget_tokens: int | UnsetType = UNSET
+
+
+class Timeouts(Wire):
+    connect_ms: int | UnsetType = UNSET
+    first_byte_ms: int | UnsetType = UNSET
+    idle_ms: int | UnsetType = UNSET
+    total_ms: int | UnsetType = UNSET
+
+
+class RetryOptions(Wire):
+    max_retries: int | UnsetType = UNSET
+    max_delay_ms: int | UnsetType = UNSET
+
+
+class StreamTextParams(Wire):
+    messages: list[Message]
+    stream_id: str | UnsetType = UNSET
+    model: str | UnsetType = UNSET
+    system: str | UnsetType = UNSET
+    tools: list[ToolDefinition] | UnsetType = UNSET
+    tool_choice: Literal["auto", "none", "required"] | ToolChoiceName | UnsetType = UNSET
+    temperature: float | UnsetType = UNSET
+    top_p: float | UnsetType = UNSET
+    max_tokens: int | UnsetType = UNSET
+    stop: list[str] | UnsetType = UNSET
+    seed: int | UnsetType = UNSET
+    response_format: ResponseFormat | UnsetType = UNSET
+    reasoning: ReasoningOptions | UnsetType = UNSET
+    provider_options: dict[str, Any] | UnsetType = UNSET
+    """merged into the upstream request body as-is"""
+    fallback_models: list[str] | UnsetType = UNSET
+    timeout_ms: int | UnsetType = UNSET
+    timeouts: Timeouts | UnsetType = UNSET
+    retry: RetryOptions | UnsetType = UNSET
+    cache: bool | UnsetType = UNSET
+
+
+# --- results -------------------------------------------------------------------------
+
+
+class Usage(Wire):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int | UnsetType = UNSET
+    cached_input_tokens: int | UnsetType = UNSET
+    cache_creation_tokens: int | UnsetType = UNSET
+
+
+ErrorCode = Literal[
+    "invalid_request",
+    "unknown_provider",
+    "unknown_model",
+    "missing_api_key",
+    "authentication_failed",
+    "permission_denied",
+    "rate_limited",
+    "context_length_exceeded",
+    "content_filtered",
+    "upstream_unavailable",
+    "timeout",
+    "network_error",
+    "protocol_error",
+    "cancelled",
+    "keyring_unavailable",
+    "not_found",
+    "internal",
+]
+
+
+class ErrorInfo(Wire):
+    code: ErrorCode
+    message: str
+    retryable: bool = False
+    provider: str | UnsetType = UNSET
+    status: int | UnsetType = UNSET
+
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "other"]
+Protocol = Literal["openai", "anthropic", "gemini", "ollama", "cohere", "mock"]
+
+
+class ProviderConfig(Wire):
+    id: str
+    name: str
+    protocol: Protocol
+    base_url: str
+    api_key_env: str | UnsetType = UNSET
+    requires_api_key: bool = True
+    headers: dict[str, str] | UnsetType = UNSET
+    extra_body: dict[str, Any] | UnsetType = UNSET
+    default_models: list[str] | UnsetType = UNSET
+
+
+class ProviderInfo(Wire):
+    id: str
+    name: str
+    protocol: Protocol
+    base_url: str
+    is_custom: bool
+    is_local: bool
+    has_api_key: bool
+    key_source: Literal["keyring", "env"] | None
+    requires_api_key: bool = True
+    api_key_env: str | UnsetType = UNSET
+    headers: dict[str, str] | UnsetType = UNSET
+    extra_body: dict[str, Any] | UnsetType = UNSET
+    default_models: list[str] | UnsetType = UNSET
+
+
+class ModelInfo(Wire):
+    id: str
+    provider: str
+    name: str
+    context_window: int | UnsetType = UNSET
+    max_output_tokens: int | UnsetType = UNSET
+    supports_tools: bool | UnsetType = UNSET
+    supports_vision: bool | UnsetType = UNSET
+    supports_reasoning: bool | UnsetType = UNSET
+
+
+# --- method params and results ---------------------------------------------------------
+
+
+class StreamStarted(Wire):
+    stream_id: str
+
+
+class AbortStreamParams(Wire):
+    stream_id: str
+
+
+class AbortStreamResult(Wire):
+    aborted: bool
+
+
+class CompleteChatResult(Wire):
+    content: str
+    parts: list[ContentPart]
+    finish_reason: FinishReason
+    usage: Usage
+    model: str
+
+
+class ListModelsParams(Wire):
+    provider: str | UnsetType = UNSET
+    refresh: bool = False
+
+
+class ProviderIdParams(Wire):
+    id: str
+
+
+class RemovedResult(Wire):
+    removed: bool
+
+
+class SetActiveProviderParams(Wire):
+    provider: str
+    model: str
+    api_key: str | UnsetType = UNSET
+
+
+class ActiveProvider(Wire):
+    provider: str
+    model: str
+
+
+class TestConnectionParams(Wire):
+    provider: str
+    model: str | UnsetType = UNSET
+    api_key: str | UnsetType = UNSET
+    base_url: str | UnsetType = UNSET
+
+
+class TestConnectionResult(Wire):
+    ok: bool
+    latency_ms: float
+    error: ErrorInfo | UnsetType = UNSET
+
+
+class SaveApiKeyParams(Wire):
+    provider: str
+    api_key: str
+
+
+class SaveApiKeyResult(Wire):
+    provider: str
+    has_api_key: bool
+
+
+class ProviderParams(Wire):
+    provider: str
+
+
+KeySource = Literal["keyring", "env"]
+
+
+class ApiKeyStatus(Wire):
+    provider: str
+    has_api_key: bool
+    source: KeySource | None
+    preview: str | None
+
+
+class DeletedResult(Wire):
+    deleted: bool
+
+
+class SavedProvider(Wire):
+    provider: str
+    has_api_key: bool
+    source: KeySource
+
+
+class SidecarInfo(Wire):
+    version: str
+    protocol_version: int
+    python: str
+    keyring_backend: str | None
+    data_dir: str
+
+
+class Empty(Wire):
+    pass
+
+
+class SidecarReady(Wire):
+    version: str
+    protocol_version: int
+    pid: int
+
+
+# --- stream events (params of `llm-stream-<stream_id>` notifications) ------------------
+
+
+class Event(Wire, tag_field="type", kw_only=True):
+    """Common head of every stream event; the stream sets ``stream_id`` and ``seq``."""
+
+    stream_id: str = ""
+    seq: int = 0
+
+
+class StartEvent(Event, tag="start"):
+    provider: str
+    model: str
+
+
+class TextDeltaEvent(Event, tag="text_delta"):
+    text: str
+
+
+class ReasoningDeltaEvent(Event, tag="reasoning_delta"):
+    text: str
+
+
+class ReasoningEndEvent(Event, tag="reasoning_end"):
+    signature: str | UnsetType = UNSET
+
+
+class RedactedReasoningEvent(Event, tag="redacted_reasoning"):
+    data: str
+
+
+class ToolCallStartEvent(Event, tag="tool_call_start"):
+    tool_call_id: str
+    name: str
+    index: int
+
+
+class ToolCallDeltaEvent(Event, tag="tool_call_delta"):
+    tool_call_id: str
+    arguments_delta: str
+
+
+class ToolCallEvent(Event, tag="tool_call"):
+    tool_call_id: str
+    name: str
+    arguments: dict[str, Any]
+    arguments_raw: str | UnsetType = UNSET
+    """only when the model's arguments were not a JSON object: the text as it came"""
+
+
+class UsageEvent(Event, tag="usage"):
+    input_tokens: int
+    output_tokens: int
+    reasoning_tokens: int | UnsetType = UNSET
+    cached_input_tokens: int | UnsetType = UNSET
+    cache_creation_tokens: int | UnsetType = UNSET
+
+
+class RetryEvent(Event, tag="retry"):
+    attempt: int
+    delay_ms: int
+    reason: ErrorCode
+
+
+class FallbackEvent(Event, tag="fallback"):
+    from_model: str
+    to_model: str
+    reason: ErrorCode
+
+
+class DoneEvent(Event, tag="done"):
+    finish_reason: FinishReason
+    usage: Usage
+    model: str
+    latency_ms: float
+    ttft_ms: float | UnsetType = UNSET
+
+
+class ErrorEvent(Event, tag="error"):
+    error: ErrorInfo
+
+
+StreamEvent = (
+    StartEvent
+    | TextDeltaEvent
+    | ReasoningDeltaEvent
+    | ReasoningEndEvent
+    | RedactedReasoningEvent
+    | ToolCallStartEvent
+    | ToolCallDeltaEvent
+    | ToolCallEvent
+    | UsageEvent
+    | RetryEvent
+    | FallbackEvent
+    | DoneEvent
+    | ErrorEvent
+)
+
+TERMINAL_EVENTS = (DoneEvent, ErrorEvent)
