@@ -269,10 +269,9 @@ class Engine:
             )
         for event in decoder.end():
             await emit(event)
-        usage = decoder.usage
-        if usage is not None:
-            await emit(UsageEvent(**msgspec.structs.asdict(usage)))
-        return _done(decoder.finish_reason or "other", usage or Usage(), prepared, started, ttft)
+        if decoder.usage is not None:
+            await emit(UsageEvent(**msgspec.structs.asdict(decoder.usage)))
+        return _done(decoder.finish_reason or "other", decoder.usage or Usage(), prepared, started, ttft)
 
     async def complete(self, prepared: Prepared) -> CompleteChatResult:
         """The same stream, collected into one result."""

@@ -7,6 +7,7 @@ aside and reported, never silently overwritten.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -78,10 +79,8 @@ class SettingsStore:
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)
         except BaseException:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            except OSError:
-                pass
             raise
         if os.name == "posix":  # make the rename itself durable
             dir_fd = os.open(self.data_dir, os.O_RDONLY)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 
-from ..types import StreamTextParams, TextPart, Usage, UserMessage
+from ..types import ContentPart, StreamTextParams, TextPart, Usage, UserMessage
 
 MODELS = ("echo",)
 CHUNK = 4
 
 
-def _text(content: str | list) -> str:  # type: ignore[type-arg]
+def _text(content: str | list[ContentPart]) -> str:
     return content if isinstance(content, str) else "".join(p.text for p in content if isinstance(p, TextPart))
 
 

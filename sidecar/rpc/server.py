@@ -262,7 +262,7 @@ class RpcServer:
                     if args:
                         return Error(INVALID_PARAMS, "Invalid params: expected an object (by-name params)")
                     try:
-                        params = msgspec.convert(kwargs, spec.params)
+                        params: Any = msgspec.convert(kwargs, spec.params)
                     except msgspec.ValidationError as exc:
                         return Error(INVALID_PARAMS, f"Invalid params: {exc}")
                     result = await spec.fn(ctx, params)

@@ -9,6 +9,7 @@ reader on the other end is slow.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import sys
@@ -19,7 +20,7 @@ from typing import Final
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
-from anyio.abc import ObjectSendStream
+from anyio.streams.memory import MemoryObjectSendStream
 
 MAX_LINE: Final = 16 * 1024 * 1024
 
@@ -49,7 +50,7 @@ def protect_stdout() -> int:
 
 
 def start_reader(
-    fd: int, send: ObjectSendStream[bytes | _Marker], *, max_line: int = MAX_LINE
+    fd: int, send: MemoryObjectSendStream[bytes | _Marker], *, max_line: int = MAX_LINE
 ) -> threading.Thread:
     """Read lines from ``fd`` in a daemon thread and hand them to ``send``; close it at EOF.
 
@@ -101,10 +102,8 @@ def start_reader(
         except OSError:
             pass
         finally:
-            try:
+            with contextlib.suppress(Exception):
                 anyio.from_thread.run_sync(send.close, token=token)
-            except Exception:
-                pass
 
     thread = threading.Thread(target=run, name="stdin-reader", daemon=True)
     thread.start()
