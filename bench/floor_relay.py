@@ -11,8 +11,6 @@ one ``os.write`` to stdout. No validation, no error handling, no cancellation, n
 backpressure beyond a blocking write: whatever the sidecar spends above this is its own.
 """
 
-from __future__ import annotations
-
 import asyncio
 import os
 import sys
@@ -63,11 +61,13 @@ async def relay(client: httpx.AsyncClient, base_url: str, request: dict) -> None
 
     def event(kind: str, **fields: object) -> None:
         nonlocal seq
-        send({"jsonrpc": "2.0", "method": method, "params": {"stream_id": sid, "seq": seq, "type": kind, **fields}})
+        send({"jsonrpc": "2.0", "method": method,
+              "params": {"stream_id": sid, "seq": seq, "type": kind, **fields}})
         seq += 1
 
     event("start", provider=provider, model=params["model"])
-    body = {"model": model, "messages": params["messages"], "stream": True, "stream_options": {"include_usage": True}}
+    body = {"model": model, "messages": params["messages"], "stream": True,
+            "stream_options": {"include_usage": True}}
     finish = "other"
     usage = {"input_tokens": 0, "output_tokens": 0}
     async with client.stream("POST", f"{base_url}/chat/completions", content=encode(body),
@@ -80,7 +80,8 @@ async def relay(client: httpx.AsyncClient, base_url: str, request: dict) -> None
                 continue
             chunk = decode_chunk(data)
             if chunk.usage is not None:
-                usage = {"input_tokens": chunk.usage.prompt_tokens, "output_tokens": chunk.usage.completion_tokens}
+                u = chunk.usage
+                usage = {"input_tokens": u.prompt_tokens, "output_tokens": u.completion_tokens}
             for choice in chunk.choices or ():
                 if choice.delta is not None and choice.delta.content:
                     event("text_delta", text=choice.delta.content)
@@ -95,7 +96,8 @@ async def main() -> None:
     base_url = sys.argv[1].rstrip("/")
     loop = asyncio.get_running_loop()
     async with httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=15.0)) as client:
-        send({"jsonrpc": "2.0", "method": "sidecar-ready", "params": {"version": "floor", "pid": os.getpid()}})
+        send({"jsonrpc": "2.0", "method": "sidecar-ready",
+              "params": {"version": "floor", "pid": os.getpid()}})
         while True:
             line = await loop.run_in_executor(None, sys.stdin.buffer.readline)
             if not line:

@@ -212,7 +212,7 @@ class Engine:
 
         if provider.protocol == "mock":
             chunks, usage = mock_protocol.reply(params, prepared.model)
-            delay = _option(params, "chunk_delay_ms", 0) / 1000
+            delay = max(0.0, _option(params, "chunk_delay_ms", 0) / 1000)
             for chunk in chunks:
                 if delay:
                     await anyio.sleep(delay)

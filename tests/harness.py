@@ -250,7 +250,7 @@ class Upstream:
                 except (BrokenPipeError, ConnectionResetError, OSError):
                     seen.disconnected.set()
 
-            do_GET = do_POST = _serve  # noqa: N815
+            do_GET = do_POST = _serve
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

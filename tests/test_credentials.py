@@ -213,7 +213,7 @@ def test_key_never_leaks(data_dir: Path, upstream: Upstream) -> None:
         for model in ("m401", "m400", "m500", "mid"):
             events = sc.stream({"model": f"leaky:{model}", "messages": [{"role": "user", "content": "hi"}]})
             codes.append(events[-1]["error"]["code"])
-        assert codes == ["authentication_failed", "invalid_request", "upstream_unavailable", "invalid_request"]
+        assert codes == ["authentication_failed", "invalid_request", "upstream_unavailable", "authentication_failed"]
         assert upstream.seen[0].headers["authorization"] == f"Bearer {KEY}"  # it was really used
         result = sc.call("test_provider_connection", {"provider": "leaky"})
         assert result["ok"] is False and result["error"]["code"] == "authentication_failed"

@@ -16,12 +16,8 @@ def classify(status: int | None, code: str = "", message: str = "") -> ErrorCode
         return "context_length_exceeded"
     if "content_filter" in text or "content_policy" in text or "safety" in text:
         return "content_filtered"
-    if status is None:
-        if "rate" in text and "limit" in text:
-            return "rate_limited"
-        if "overloaded" in text or "unavailable" in text:
-            return "upstream_unavailable"
-        return "upstream_unavailable" if "server" in text else "invalid_request"
+    if status is None or status < 400:
+        return _classify_text(text)
     if status == 401:
         return "authentication_failed"
     if status in (402, 403):
@@ -37,6 +33,27 @@ def classify(status: int | None, code: str = "", message: str = "") -> ErrorCode
     return "invalid_request"
 
 
+_TEXT_HINTS: tuple[tuple[tuple[str, ...], ErrorCode], ...] = (
+    (("rate_limit", "rate limit", "too many requests", "quota"), "rate_limited"),
+    (("invalid_api_key", "authentication", "unauthorized", "api key"), "authentication_failed"),
+    (("permission", "forbidden"), "permission_denied"),
+    (("model_not_found", "does not exist"), "unknown_model"),
+    (("timeout", "timed out"), "timeout"),
+    (("invalid_request", "bad request", "invalid"), "invalid_request"),
+)
+
+
+def _classify_text(text: str) -> ErrorCode:
+    """No HTTP status to go by (an error inside a stream, or in a 2xx body): the words decide.
+
+    Anything unrecognised is the upstream's failure: the request itself was accepted.
+    """
+    for words, code in _TEXT_HINTS:
+        if any(w in text for w in words):
+            return code
+    return "upstream_unavailable"
+
+
 def upstream_error(
     provider: str, status: int | None, code: str, message: str, *, retryable: bool | None = None
 ) -> SidecarError:
@@ -46,6 +63,7 @@ def upstream_error(
     text = message.strip() or (f"HTTP {status}" if status else "upstream error")
     if len(text) > MAX_MESSAGE:
         text = text[:MAX_MESSAGE] + "…"
+    status = status if status is not None and status >= 400 else None  # a 200 carrying an error is no status
     return SidecarError(kind, f"{provider}: {text}", provider=provider, status=status, retryable=retryable)
 
 

@@ -38,7 +38,12 @@ from .http_errors import error_fields, upstream_error
 
 
 def _image_url(part: ImagePart) -> dict[str, Any]:
-    url = part.url if isinstance(part.url, str) else f"data:{part.media_type};base64,{part.data}"
+    if isinstance(part.url, str):
+        url = part.url
+    elif isinstance(part.data, str):
+        url = f"data:{part.media_type};base64,{part.data}"
+    else:
+        raise SidecarError("invalid_request", "an image part needs data or url")
     return {"type": "image_url", "image_url": {"url": url}}
 
 
@@ -66,10 +71,12 @@ def encode_messages(params: StreamTextParams) -> list[dict[str, Any]]:
                 elif isinstance(p, ImagePart):
                     parts.append(_image_url(p))
                 else:
-                    raise SidecarError("invalid_request", f"a user message cannot hold a {p.type} part")
+                    kind = p.__struct_config__.tag  # the tag field is not an attribute
+                    raise SidecarError("invalid_request", f"a user message cannot hold a {kind} part")
             out.append({"role": "user", "content": parts})
         elif isinstance(msg, AssistantMessage):
-            entry: dict[str, Any] = {"role": "assistant", "content": _text_of(msg.content) or None}
+            text = _text_of(msg.content)
+            entry: dict[str, Any] = {"role": "assistant", "content": text}
             if not isinstance(msg.content, str):
                 calls = [
                     {
@@ -82,6 +89,7 @@ def encode_messages(params: StreamTextParams) -> list[dict[str, Any]]:
                 ]
                 if calls:
                     entry["tool_calls"] = calls
+                    entry["content"] = text or None  # null content is only accepted next to tool_calls
             out.append(entry)
         elif isinstance(msg, ToolMessage):
             out.append({"role": "tool", "tool_call_id": msg.tool_call_id, "content": _text_of(msg.content)})
@@ -233,7 +241,8 @@ FINISH: dict[str, FinishReason] = {
 
 def convert_usage(u: _Usage) -> Usage:
     usage = Usage(input_tokens=u.prompt_tokens or 0, output_tokens=u.completion_tokens or 0)
-    cached = u.prompt_tokens_details.cached_tokens if u.prompt_tokens_details else u.prompt_cache_hit_tokens
+    details = u.prompt_tokens_details
+    cached = (details.cached_tokens if details else None) or u.prompt_cache_hit_tokens
     if cached:
         usage.cached_input_tokens = cached
     if u.completion_tokens_details and u.completion_tokens_details.reasoning_tokens:
@@ -260,6 +269,9 @@ class Decoder:
         self.usage: Usage | None = None
         self.complete = False
         self._calls: dict[int, _PendingCall] = {}
+        self._slot_of: dict[int, int] = {}
+        """upstream index -> our slot, where a server reused an index for a new call"""
+        self._last = -1
         self._reasoning = False
         self._signature: str | None = None
 
@@ -271,15 +283,10 @@ class Decoder:
             chunk = _decode_chunk(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             if event == "error" or data.lstrip().startswith('{"error"'):
-                chunk = _Chunk(error=_loose(data))
-            else:
-                raise SidecarError("protocol_error", f"{self.provider}: unparseable stream chunk ({exc})") from None
+                raise self._error(_loose_error(data)) from None
+            raise SidecarError("protocol_error", f"{self.provider}: unparseable stream chunk ({exc})") from None
         if chunk.error is not None or event == "error":
-            code, message = error_fields({"error": chunk.error} if chunk.error is not None else _loose(data))
-            status = chunk.error.get("status_code") if isinstance(chunk.error, dict) else None
-            if status is None and isinstance(chunk.error, dict) and isinstance(chunk.error.get("code"), int):
-                status = chunk.error["code"]
-            raise upstream_error(self.provider, status if isinstance(status, int) else None, code, message)
+            raise self._error(chunk.error if chunk.error is not None else _loose_error(data))
         out: list[Event] = []
         usage = chunk.usage or (chunk.x_groq.usage if chunk.x_groq else None)
         if usage is not None:
@@ -293,6 +300,14 @@ class Decoder:
             if choice.finish_reason:
                 self.finish_reason = FINISH.get(choice.finish_reason, "other")
         return out
+
+    def _error(self, err: Any) -> SidecarError:
+        """An error the upstream reported inside the stream (``err`` is the body's ``error`` member)."""
+        code, message = error_fields({"error": err})
+        status = err.get("status_code") if isinstance(err, dict) else None
+        if status is None and isinstance(err, dict) and isinstance(err.get("code"), int):
+            status = err["code"]
+        return upstream_error(self.provider, status if isinstance(status, int) else None, code, message)
 
     def _delta(self, delta: _Delta, out: list[Event]) -> None:
         reasoning = delta.reasoning_content or delta.reasoning
@@ -317,8 +332,8 @@ class Decoder:
             out.append(TextDeltaEvent(text=delta.refusal))
         if delta.tool_calls:
             self._end_reasoning(out)
-            for pos, tc in enumerate(delta.tool_calls):
-                self._tool_fragment(tc, pos, out)
+            for tc in delta.tool_calls:
+                self._tool_fragment(tc, out)
 
     def _content_part(self, part: Any, out: list[Event]) -> None:
         """Mistral's content arrays: text parts and thinking parts."""
@@ -333,8 +348,26 @@ class Decoder:
                     self._reasoning = True
                     out.append(ReasoningDeltaEvent(text=t["text"]))
 
-    def _tool_fragment(self, tc: _ToolCallDelta, pos: int, out: list[Event]) -> None:
-        index = tc.index if tc.index is not None else len(self._calls) + pos
+    def _slot(self, tc: _ToolCallDelta) -> int:
+        """Which call a fragment belongs to: its ``index``, unless the server sends none or reuses one."""
+        named = bool(tc.id or (tc.function and tc.function.name))
+        if tc.index is None:
+            last = self._calls.get(self._last)
+            if last is not None and (not named or (tc.id is not None and tc.id == last.id)):
+                return self._last  # a continuation of the call before
+        else:
+            slot = self._slot_of.get(tc.index, tc.index)
+            known = self._calls.get(slot)
+            if known is None or not tc.id or known.id is None or known.id == tc.id:
+                return slot
+        # a new call: no index at all (Mistral), or an index reused for another id (Ollama's /v1)
+        slot = max(self._calls, default=-1) + 1
+        if tc.index is not None:
+            self._slot_of[tc.index] = slot
+        return slot
+
+    def _tool_fragment(self, tc: _ToolCallDelta, out: list[Event]) -> None:
+        index = self._last = self._slot(tc)
         fn = tc.function
         call = self._calls.get(index)
         if call is None:
@@ -370,6 +403,7 @@ class Decoder:
             assert call.id is not None and call.name is not None
             out.append(tool_call_event(call.id, call.name, "".join(call.args)))
         self._calls.clear()
+        self._slot_of.clear()
         if out and self.finish_reason is None and any(isinstance(e, ToolCallEvent) for e in out):
             self.finish_reason = "tool_calls"
         return out
@@ -388,11 +422,13 @@ def tool_call_event(call_id: str, name: str, raw: str) -> ToolCallEvent:
     return ToolCallEvent(tool_call_id=call_id, name=name, arguments={}, arguments_raw=raw)
 
 
-def _loose(data: str) -> Any:
+def _loose_error(data: str) -> Any:
+    """The error object of a payload that is not a valid chunk: its ``error`` member, or its text."""
     try:
-        return msgspec.json.decode(data)
+        obj = msgspec.json.decode(data)
     except msgspec.DecodeError:
-        return {"error": {"message": data[:200]}}
+        return {"message": data[:200]}
+    return obj.get("error", obj) if isinstance(obj, dict) else obj
 
 
 PROTOCOL = WireProtocol(

@@ -19,7 +19,7 @@ from typing import Any
 
 import anyio
 import msgspec
-from anyio.abc import TaskGroup
+from anyio.abc import TaskGroup, TaskStatus
 from jsonrpcserver import Error, Success
 from jsonrpcserver.async_main import dispatch_to_serializable
 
@@ -145,7 +145,7 @@ class RpcServer:
         send, recv = anyio.create_memory_object_stream[bytes | _Marker](64)
         async with anyio.create_task_group() as outer:
             outer.start_soon(writer.run)
-            outer.start_soon(self._watch_signals)
+            await outer.start(self._watch_signals)  # before ready: a signal right after it must count
             if self._parent_pid:
                 outer.start_soon(self._watch_parent, self._parent_pid)
             start_reader(in_fd, send)
@@ -170,6 +170,8 @@ class RpcServer:
         self._inflight += 1
         try:
             await fn()
+        except Exception:  # a bug in one request must not take the server down
+            log.exception("unexpected error while serving")
         finally:
             self._inflight -= 1
             if self._inflight == 0:
@@ -186,7 +188,7 @@ class RpcServer:
             return
         try:
             obj = _decoder.decode(line)
-        except (msgspec.DecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:  # DecodeError, and UnicodeDecodeError inside strings
             await self._send(_error(PARSE_ERROR, f"Parse error: {exc}"))
             return
         if isinstance(obj, list):
@@ -240,6 +242,8 @@ class RpcServer:
         if extra:
             return _error(INVALID_REQUEST, f"Invalid request: unexpected member {sorted(extra)[0]!r}", id_)
         if req["method"] not in self._methods:
+            if "id" not in req:
+                return None  # a notification is never answered, not even with an error
             return _error(METHOD_NOT_FOUND, f"Method not found: {req['method']}", id_)
         return await dispatch_to_serializable(
             req,  # ignored: the deserializer hands back the object parsed once above
@@ -252,7 +256,7 @@ class RpcServer:
     def _wrap(self, spec: MethodSpec) -> Handler:
         map_error = self._map_error
 
-        async def method(ctx: RequestContext, *args: Any, **kwargs: Any) -> Any:
+        async def method(ctx: RequestContext, /, *args: Any, **kwargs: Any) -> Any:
             try:
                 if spec.params is None:
                     if args or kwargs:
@@ -282,13 +286,15 @@ class RpcServer:
 
     # --- lifecycle watchers ------------------------------------------------------
 
-    async def _watch_signals(self) -> None:
+    async def _watch_signals(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         if os.name != "posix":
             token = anyio.lowlevel.current_token()
             for sig in (signal.SIGINT, getattr(signal, "SIGBREAK", signal.SIGINT)):
                 signal.signal(sig, lambda *_: anyio.from_thread.run_sync(self.stop, token=token))
+            task_status.started()
             await anyio.sleep_forever()
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            task_status.started()
             async for signum in signals:
                 log.info("received signal %d", signum)
                 self.stop()
