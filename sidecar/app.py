@@ -41,6 +41,7 @@ class App:
             method_table(self.api), map_error=map_error, drain_timeout=drain_timeout, parent_pid=parent_pid
         )
         ready = SidecarReady(version=__version__, protocol_version=PROTOCOL_VERSION, pid=os.getpid())
+        self.engine.warm_up()
         try:
             await server.serve(0, out_fd, ready=("sidecar-ready", ready))
         finally:

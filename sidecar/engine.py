@@ -9,6 +9,7 @@ Every stream ends in exactly one terminal event, whatever happens to it.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -106,19 +107,39 @@ class Engine:
         self.credentials = credentials
         self.settings = settings
         self._http: httpx.AsyncClient | None = None
+        self._http_lock = threading.Lock()
         self._streams: dict[str, anyio.CancelScope] = {}
 
-    def http(self) -> httpx.AsyncClient:
-        """The one pooled client, created on first use (httpx is slow to import)."""
-        if self._http is None:
-            import httpx
+    def warm_up(self, delay: float = 0.5) -> None:
+        """Build the HTTP client in a thread shortly after start-up, so neither start-up nor
+        the first request pays for importing httpx and loading the TLS certificates."""
 
-            self._http = httpx.AsyncClient(
-                timeout=httpx.Timeout(IDLE_TIMEOUT, connect=CONNECT_TIMEOUT),
-                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=60),
-                headers={"user-agent": f"llm-sidecar/{__version__}"},
-            )
-        return self._http
+        def run() -> None:
+            time.sleep(delay)
+            try:
+                self.http()
+                import httpx_sse  # noqa: F401
+            except Exception:
+                log.debug("warm-up failed", exc_info=True)
+
+        threading.Thread(target=run, name="warm-up", daemon=True).start()
+
+    def http(self) -> httpx.AsyncClient:
+        """The one pooled client, created on first use or by ``warm_up``."""
+        with self._http_lock:
+            if self._http is None:
+                self._http = self._new_client()
+            return self._http
+
+    @staticmethod
+    def _new_client() -> httpx.AsyncClient:
+        import httpx
+
+        return httpx.AsyncClient(
+            timeout=httpx.Timeout(IDLE_TIMEOUT, connect=CONNECT_TIMEOUT),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=60),
+            headers={"user-agent": f"llm-sidecar/{__version__}"},
+        )
 
     async def aclose(self) -> None:
         if self._http is not None:
