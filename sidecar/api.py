@@ -96,7 +96,7 @@ class Api:
 
     async def llm_list_available_models(self, ctx: RequestContext, params: ListModelsParams) -> list[ModelInfo]:
         providers = [self.registry.get(params.provider)] if isinstance(params.provider, str) else self.registry.all()
-        return [m.info(p.id) for p in providers for m in p.models]
+        return await self.engine.list_models(providers, params.refresh)
 
     async def llm_register_custom_provider(self, ctx: RequestContext, params: ProviderConfig) -> ProviderInfo:
         return self.info(self.registry.register(params))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,7 @@ from .credentials import Credentials, redact
 from .errors import SidecarError
 from .protocols import WireProtocol, get_protocol
 from .protocols import mock as mock_protocol
-from .providers import Provider, Registry, split_model
+from .providers import Model, Provider, Registry, split_model
 from .settings import SettingsStore
 from .types import (
     TERMINAL_EVENTS,
@@ -33,6 +33,7 @@ from .types import (
     ErrorEvent,
     ErrorInfo,
     Event,
+    ModelInfo,
     ReasoningDeltaEvent,
     ReasoningEndEvent,
     ReasoningPart,
@@ -61,6 +62,9 @@ Emit = Callable[[Event], Awaitable[None]]
 CONNECT_TIMEOUT = 15.0
 IDLE_TIMEOUT = 120.0
 MAX_ERROR_BODY = 64 * 1024
+TEST_TIMEOUT = 15.0
+MODELS_TIMEOUT = 5.0
+MODELS_TTL = 600.0
 _FIRST_OUTPUT = (TextDeltaEvent, ReasoningDeltaEvent, ToolCallStartEvent, RedactedReasoningEvent)
 
 
@@ -109,6 +113,7 @@ class Engine:
         self._http: httpx.AsyncClient | None = None
         self._http_lock = threading.Lock()
         self._streams: dict[str, anyio.CancelScope] = {}
+        self._models: dict[str, tuple[float, list[Model]]] = {}
 
     def warm_up(self, delay: float = 0.5) -> None:
         """Build the HTTP client in a thread shortly after start-up, so neither start-up nor
@@ -247,7 +252,6 @@ class Engine:
         request = protocol.encode_request(params, provider, prepared.model, prepared.api_key)
         decoder = protocol.new_decoder(provider.id)
         import httpx
-        from httpx_sse import EventSource
 
         timeout = _timeouts(params)
         try:
@@ -262,13 +266,15 @@ class Engine:
                     if response.status_code >= 400:
                         body = await _read_limited(response)
                         raise protocol.map_http_error(response.status_code, body, provider.id)
-                    if "text/event-stream" not in response.headers.get("content-type", ""):
+                    if protocol.framing == "sse" and "text/event-stream" not in response.headers.get(
+                        "content-type", ""
+                    ):
                         body = await _read_limited(response)
                         raise _not_a_stream(protocol, response.status_code, body, provider.id)
-                    async for sse in EventSource(response).aiter_sse():
+                    async for name, data in _messages(response, protocol.framing):
                         if decoder.complete:
                             continue  # read to the end of the body so the connection is reused
-                        for event in decoder.feed(sse.event, sse.data):
+                        for event in decoder.feed(name, data):
                             if ttft is None and isinstance(event, _FIRST_OUTPUT):
                                 ttft = (time.perf_counter() - started) * 1000
                             await emit(event)
@@ -303,45 +309,96 @@ class Engine:
     # --- connection test ------------------------------------------------------------
 
     async def test_connection(self, params: TestConnectionParams) -> TestConnectionResult:
+        """The cheapest authenticated round trip the protocol has: its model list."""
         provider = self.registry.get(params.provider)
         if isinstance(params.base_url, str):
             provider = replace(provider, base_url=params.base_url.rstrip("/"))
         started = time.perf_counter()
+        error: SidecarError | None = None
+        if provider.protocol != "mock":
+            try:
+                key = params.api_key if isinstance(params.api_key, str) else await self._key(provider)
+                await self._fetch_models(provider, key, TEST_TIMEOUT)
+            except SidecarError as exc:
+                error = exc
+        ms = round((time.perf_counter() - started) * 1000, 3)
+        if error is None:
+            return TestConnectionResult(ok=True, latency_ms=ms)
+        return TestConnectionResult(ok=False, latency_ms=ms, error=error.info)
 
-        def result(error: SidecarError | None = None) -> TestConnectionResult:
-            ms = round((time.perf_counter() - started) * 1000, 3)
-            if error is None:
-                return TestConnectionResult(ok=True, latency_ms=ms)
-            return TestConnectionResult(ok=False, latency_ms=ms, error=error.info)
+    # --- model lists -----------------------------------------------------------------------
 
-        if provider.protocol == "mock":
-            return result()
+    async def list_models(self, providers: list[Provider], refresh: bool) -> list[ModelInfo]:
+        """Catalog models merged with each provider's live list (cached; ``refresh`` bypasses).
+
+        A provider that cannot be asked (no key, not running, an error) still gives its catalog
+        models; why is logged, not raised, so one dead server does not fail the whole call.
+        """
+        live: dict[str, list[Model]] = {}
+
+        async def fetch(p: Provider) -> None:
+            cached = self._models.get(p.id)
+            if cached and not refresh and time.monotonic() - cached[0] < MODELS_TTL:
+                live[p.id] = cached[1]
+                return
+            try:
+                found = await self.credentials.resolve(p) if p.requires_api_key or p.api_key_env else None
+                if found is None and p.requires_api_key:
+                    return
+                models = await self._fetch_models(p, found[0] if found else None, MODELS_TIMEOUT)
+            except SidecarError as exc:
+                log.info("model list of %s not available: %s", p.id, exc.info.message)
+                return
+            self._models[p.id] = (time.monotonic(), models)
+            live[p.id] = models
+
+        async with anyio.create_task_group() as tg:
+            for p in providers:
+                if p.protocol != "mock":
+                    tg.start_soon(fetch, p)
+        out: list[ModelInfo] = []
+        for p in providers:
+            known = {m.id for m in p.models}
+            out += [m.info(p.id) for m in p.models]
+            out += [m.info(p.id) for m in live.get(p.id, ()) if m.id not in known]
+        return out
+
+    async def _fetch_models(self, provider: Provider, key: str | None, timeout: float) -> list[Model]:
         protocol = self._protocol(provider)
-        key: str | None = params.api_key if isinstance(params.api_key, str) else None
-        try:
-            if key is None:
-                key = await self._key(provider)
-        except SidecarError as exc:
-            return result(exc)
-        request = protocol.probe_request(provider, key)
+        request = protocol.models_request(provider, key)
         import httpx
 
         try:
-            response = await self.http().request(
-                request.method, request.url, headers=request.headers, timeout=httpx.Timeout(15.0)
-            )
-        except httpx.TimeoutException:
-            return result(SidecarError("timeout", f"{provider.id}: no answer within 15 s", provider=provider.id))
+            with anyio.fail_after(timeout):
+                response = await self.http().request(
+                    request.method, request.url, headers=request.headers, timeout=httpx.Timeout(timeout)
+                )
+        except (TimeoutError, httpx.TimeoutException):
+            raise SidecarError("timeout", f"{provider.id}: no answer within {timeout:g} s",
+                               provider=provider.id) from None
         except httpx.HTTPError as exc:
-            return result(_network_error(exc, provider))
+            raise _network_error(exc, provider) from None
         if response.status_code >= 400:
             err = protocol.map_http_error(response.status_code, response.content[:MAX_ERROR_BODY], provider.id)
             err.info.message = redact(err.info.message, key)
-            return result(err)
-        return result()
+            raise err
+        return protocol.parse_models(response.content)
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+
+async def _messages(response: httpx.Response, framing: str) -> AsyncIterator[tuple[str, str]]:
+    """(event name, data) per SSE message, or ("", line) per NDJSON line."""
+    if framing == "sse":
+        from httpx_sse import EventSource
+
+        async for sse in EventSource(response).aiter_sse():
+            yield sse.event, sse.data
+    else:
+        async for line in response.aiter_lines():
+            if line.strip():
+                yield "", line
 
 
 @dataclass

@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from sidecar.errors import SidecarError
-from sidecar.protocols.openai import encode_body, encode_request, map_http_error, probe_request
+from sidecar.protocols.openai import encode_body, encode_request, map_http_error, models_request
 from sidecar.providers import Provider
 from sidecar.providers.catalog import BUILTIN
 from sidecar.types import StreamTextParams
@@ -106,8 +106,8 @@ def test_non_streaming_body_has_no_stream_options() -> None:
     assert "stream_options" not in b
 
 
-def test_probe_request() -> None:
-    req = probe_request(OPENAI, "sk-probe")
+def test_models_request() -> None:
+    req = models_request(OPENAI, "sk-probe")
     assert (req.method, req.url) == ("GET", "https://api.openai.com/v1/models")
     assert req.headers["authorization"] == "Bearer sk-probe"
     assert req.body is None

@@ -3,15 +3,36 @@ bytes to contract events. No I/O here; the engine does the network."""
 
 from __future__ import annotations
 
+import importlib
+
 from .base import HttpRequest, StreamDecoder, WireProtocol
+
+NAMES = ("openai", "anthropic", "gemini", "ollama", "cohere")
 
 
 def get_protocol(name: str) -> WireProtocol:
-    if name == "openai":
-        from .openai import PROTOCOL
+    """The protocol module's ``PROTOCOL``, imported on first use. KeyError when there is none."""
+    if name not in NAMES:
+        raise KeyError(name)
+    try:
+        module = importlib.import_module(f".{name}", __name__)
+    except ModuleNotFoundError as exc:
+        if exc.name == f"{__name__}.{name}":
+            raise KeyError(name) from None
+        raise
+    protocol: WireProtocol = module.PROTOCOL
+    return protocol
 
-        return PROTOCOL
-    raise KeyError(name)
+
+def available() -> frozenset[str]:
+    found = set()
+    for name in NAMES:
+        try:
+            get_protocol(name)
+            found.add(name)
+        except KeyError:
+            pass
+    return frozenset(found)
 
 
-__all__ = ["HttpRequest", "StreamDecoder", "WireProtocol", "get_protocol"]
+__all__ = ["NAMES", "HttpRequest", "StreamDecoder", "WireProtocol", "available", "get_protocol"]

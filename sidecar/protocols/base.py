@@ -1,4 +1,4 @@
-"""What every protocol module provides."""
+"""What every protocol module provides (as a module-level ``PROTOCOL``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from ..errors import SidecarError
-from ..providers import Provider
+from ..providers import Model, Provider
 from ..types import Event, FinishReason, StreamTextParams, Usage
 
 
@@ -31,7 +31,9 @@ class StreamDecoder(Protocol):
     complete: bool
     """the protocol's end-of-stream marker was seen"""
 
-    def feed(self, event: str, data: str) -> list[Event]: ...
+    def feed(self, event: str, data: str) -> list[Event]:
+        """One SSE message (its ``event`` name and ``data``), or one NDJSON line (event ``""``)."""
+        ...
 
     def end(self) -> list[Event]:
         """Events still pending when the stream ends (assembled tool calls, reasoning_end)."""
@@ -43,8 +45,12 @@ class WireProtocol:
     name: str
     framing: Literal["sse", "ndjson"]
     encode_request: Callable[[StreamTextParams, Provider, str, str | None], HttpRequest]
+    """(params, provider, model id, api key) -> the streaming request"""
     new_decoder: Callable[[str], StreamDecoder]
     """given the provider id, for messages"""
     map_http_error: Callable[[int, bytes, str], SidecarError]
-    probe_request: Callable[[Provider, str | None], HttpRequest]
-    """a cheap authenticated request that proves the key and the base URL work"""
+    """(status, body, provider id) -> the error to report"""
+    models_request: Callable[[Provider, str | None], HttpRequest]
+    """the provider's model list: also the cheapest authenticated round trip, for connection tests"""
+    parse_models: Callable[[bytes], list[Model]]
+    """the models in a successful ``models_request`` answer; ProtocolError-free: skip what does not parse"""

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 
 from ..errors import SidecarError
-from ..providers import Provider
+from ..providers import Model, Provider
 from ..types import (
     AssistantMessage,
     ContentPart,
@@ -141,21 +142,48 @@ def encode_body(params: StreamTextParams, provider: Provider, model: str, *, str
 def _headers(provider: Provider, api_key: str | None, accept: str) -> dict[str, str]:
     headers = {"content-type": "application/json", "accept": accept, **provider.headers}
     if api_key:
-        headers["authorization"] = f"Bearer {api_key}"
+        if provider.api_version:
+            headers["api-key"] = api_key
+        else:
+            headers["authorization"] = f"Bearer {api_key}"
     return headers
 
 
 def encode_request(params: StreamTextParams, provider: Provider, model: str, api_key: str | None) -> HttpRequest:
-    return HttpRequest(
-        "POST",
-        f"{provider.base_url}/chat/completions",
-        _headers(provider, api_key, "text/event-stream"),
-        msgspec.json.encode(encode_body(params, provider, model)),
-    )
+    body = encode_body(params, provider, model)
+    if provider.api_version:  # Azure: the deployment is in the path, the model field is not needed
+        deployment = quote(model, safe="")
+        url = f"{provider.base_url}/deployments/{deployment}/chat/completions?api-version={provider.api_version}"
+        body.pop("model", None)
+    else:
+        url = f"{provider.base_url}/chat/completions"
+    return HttpRequest("POST", url, _headers(provider, api_key, "text/event-stream"), msgspec.json.encode(body))
 
 
-def probe_request(provider: Provider, api_key: str | None) -> HttpRequest:
-    return HttpRequest("GET", f"{provider.base_url}/models", _headers(provider, api_key, "application/json"))
+def models_request(provider: Provider, api_key: str | None) -> HttpRequest:
+    url = f"{provider.base_url}/models"
+    if provider.api_version:
+        url += f"?api-version={provider.api_version}"
+    return HttpRequest("GET", url, _headers(provider, api_key, "application/json"))
+
+
+class _ModelEntry(msgspec.Struct):
+    id: str
+    context_length: int | None = None  # OpenRouter
+    max_model_len: int | None = None  # vLLM
+    context_window: int | None = None  # Groq
+
+
+class _ModelList(msgspec.Struct):
+    data: list[_ModelEntry]
+
+
+def parse_models(body: bytes) -> list[Model]:
+    try:
+        entries = msgspec.json.decode(body, type=_ModelList).data
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return []
+    return [Model(e.id, context_window=e.context_length or e.max_model_len or e.context_window) for e in entries]
 
 
 def map_http_error(status: int, body: bytes, provider: str) -> SidecarError:
@@ -437,5 +465,6 @@ PROTOCOL = WireProtocol(
     encode_request=encode_request,
     new_decoder=Decoder,
     map_http_error=map_http_error,
-    probe_request=probe_request,
+    models_request=models_request,
+    parse_models=parse_models,
 )

@@ -32,6 +32,78 @@ BUILTIN: tuple[Provider, ...] = (
         ),
     ),
     Provider(
+        id="anthropic",
+        name="Anthropic",
+        protocol="anthropic",
+        base_url="https://api.anthropic.com",
+        api_key_env="ANTHROPIC_API_KEY",
+        models=(
+            M("claude-sonnet-4-5", "Claude Sonnet 4.5", 200_000, 64_000, tools=True, vision=True, reasoning=True),
+            M("claude-opus-4-1", "Claude Opus 4.1", 200_000, 32_000, tools=True, vision=True, reasoning=True),
+            M("claude-haiku-4-5", "Claude Haiku 4.5", 200_000, 64_000, tools=True, vision=True, reasoning=True),
+        ),
+    ),
+    Provider(
+        id="gemini",
+        name="Google Gemini",
+        protocol="gemini",
+        base_url="https://generativelanguage.googleapis.com/v1beta",
+        api_key_env="GEMINI_API_KEY",
+        models=(
+            M("gemini-2.5-pro", "Gemini 2.5 Pro", 1_048_576, 65_536, tools=True, vision=True, reasoning=True),
+            M("gemini-2.5-flash", "Gemini 2.5 Flash", 1_048_576, 65_536, tools=True, vision=True, reasoning=True),
+            M("gemini-2.5-flash-lite", "Gemini 2.5 Flash-Lite", 1_048_576, 65_536, tools=True, vision=True),
+        ),
+    ),
+    Provider(
+        id="cohere",
+        name="Cohere",
+        protocol="cohere",
+        base_url="https://api.cohere.com",
+        api_key_env="COHERE_API_KEY",
+        models=(
+            M("command-a-03-2025", "Command A", 256_000, 8_000, tools=True),
+            M("command-a-reasoning-08-2025", "Command A Reasoning", 256_000, 32_000, tools=True, reasoning=True),
+            M("command-r-plus-08-2024", "Command R+", 128_000, 4_000, tools=True),
+        ),
+    ),
+    Provider(
+        id="azure-openai",
+        name="Azure OpenAI",
+        protocol="openai",
+        base_url="https://YOUR-RESOURCE.openai.azure.com/openai",  # set yours with configure_provider
+        api_key_env="AZURE_OPENAI_API_KEY",
+        api_version="2024-10-21",
+    ),
+    Provider(
+        id="fireworks",
+        name="Fireworks AI",
+        protocol="openai",
+        base_url="https://api.fireworks.ai/inference/v1",
+        api_key_env="FIREWORKS_API_KEY",
+        models=(M("accounts/fireworks/models/llama-v3p3-70b-instruct", "Llama 3.3 70B", 131_072, tools=True),),
+    ),
+    Provider(
+        id="perplexity",
+        name="Perplexity",
+        protocol="openai",
+        base_url="https://api.perplexity.ai",
+        api_key_env="PERPLEXITY_API_KEY",
+        models=(
+            M("sonar", "Sonar", 128_000),
+            M("sonar-pro", "Sonar Pro", 200_000),
+            M("sonar-reasoning-pro", "Sonar Reasoning Pro", 128_000, reasoning=True),
+        ),
+    ),
+    Provider(
+        id="ollama",
+        name="Ollama",
+        protocol="ollama",
+        base_url="http://127.0.0.1:11434",
+        requires_api_key=False,
+        is_local=True,
+    ),
+    Provider(
         id="groq",
         name="Groq",
         protocol="openai",
@@ -83,6 +155,7 @@ BUILTIN: tuple[Provider, ...] = (
         protocol="openai",
         base_url="https://openrouter.ai/api/v1",
         api_key_env="OPENROUTER_API_KEY",
+        headers={"X-Title": "llm-sidecar"},  # OpenRouter's app attribution; set HTTP-Referer with configure_provider
         models=(M("openai/gpt-4o-mini", "GPT-4o mini (via OpenRouter)", 128_000, tools=True, vision=True),),
     ),
     Provider(

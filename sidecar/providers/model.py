@@ -51,6 +51,8 @@ class Provider:
     is_custom: bool = False
     stream_usage: bool = True
     """openai protocol: send stream_options.include_usage (a few servers reject it)"""
+    api_version: str | None = None
+    """openai protocol, Azure style: deployment URLs, ``api-version`` query and ``api-key`` header"""
 
     @property
     def default_models(self) -> list[str]:

@@ -10,7 +10,6 @@ from ..types import ProviderConfig
 from .catalog import BUILTIN
 from .model import Provider
 
-IMPLEMENTED_PROTOCOLS = frozenset({"openai", "mock"})
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
 
@@ -46,7 +45,9 @@ class Registry:
             raise SidecarError(
                 "invalid_request", "provider id must be 1-64 of a-z, 0-9, '.', '_', '-' (no ':')"
             )
-        if cfg.protocol not in IMPLEMENTED_PROTOCOLS or cfg.protocol == "mock":
+        from ..protocols import available
+
+        if cfg.protocol == "mock" or cfg.protocol not in available():
             raise SidecarError("invalid_request", f"protocol {cfg.protocol!r} is not available for custom providers")
         if not re.match(r"^https?://[^/]", cfg.base_url):
             raise SidecarError("invalid_request", "base_url must be an http:// or https:// URL")
