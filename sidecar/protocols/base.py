@@ -6,9 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+import msgspec
+
 from ..errors import SidecarError
 from ..providers import Model, Provider
-from ..types import Event, FinishReason, StreamTextParams, Usage
+from ..types import Event, FinishReason, StreamTextParams, ToolCallEvent, Usage
 
 
 @dataclass
@@ -54,3 +56,16 @@ class WireProtocol:
     """the provider's model list: also the cheapest authenticated round trip, for connection tests"""
     parse_models: Callable[[bytes], list[Model]]
     """the models in a successful ``models_request`` answer; ProtocolError-free: skip what does not parse"""
+
+
+def tool_call_event(call_id: str, name: str, raw: str) -> ToolCallEvent:
+    """The final tool call; arguments that are not a JSON object are kept as text."""
+    if not raw.strip():
+        return ToolCallEvent(tool_call_id=call_id, name=name, arguments={})
+    try:
+        args = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        args = None
+    if isinstance(args, dict):
+        return ToolCallEvent(tool_call_id=call_id, name=name, arguments=args)
+    return ToolCallEvent(tool_call_id=call_id, name=name, arguments={}, arguments_raw=raw)

@@ -32,7 +32,7 @@ from ..types import (
     Usage,
     UserMessage,
 )
-from .base import HttpRequest, WireProtocol
+from .base import HttpRequest, WireProtocol, tool_call_event
 from .http_errors import error_fields, upstream_error
 
 # --- encode -----------------------------------------------------------------------------
@@ -435,19 +435,6 @@ class Decoder:
         if out and self.finish_reason is None and any(isinstance(e, ToolCallEvent) for e in out):
             self.finish_reason = "tool_calls"
         return out
-
-
-def tool_call_event(call_id: str, name: str, raw: str) -> ToolCallEvent:
-    """The final tool call; arguments that are not a JSON object are kept as text."""
-    if not raw.strip():
-        return ToolCallEvent(tool_call_id=call_id, name=name, arguments={})
-    try:
-        args = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        args = None
-    if isinstance(args, dict):
-        return ToolCallEvent(tool_call_id=call_id, name=name, arguments=args)
-    return ToolCallEvent(tool_call_id=call_id, name=name, arguments={}, arguments_raw=raw)
 
 
 def _loose_error(data: str) -> Any:
