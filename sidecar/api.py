@@ -17,7 +17,10 @@ from .types import (
     ActiveProvider,
     ApiKeyStatus,
     CompleteChatResult,
+    ConfigureProviderParams,
     DeletedResult,
+    DiscoveredProvider,
+    DiscoverParams,
     Empty,
     ListModelsParams,
     ModelInfo,
@@ -100,6 +103,30 @@ class Api:
 
     async def llm_register_custom_provider(self, ctx: RequestContext, params: ProviderConfig) -> ProviderInfo:
         return self.info(self.registry.register(params))
+
+    async def configure_provider(self, ctx: RequestContext, params: ConfigureProviderParams) -> ProviderInfo:
+        provider = self.registry.configure(params)
+        self.engine.forget_models(provider.id)
+        return self.info(provider)
+
+    async def discover_local_providers(self, ctx: RequestContext, params: DiscoverParams) -> list[DiscoveredProvider]:
+        import httpx
+
+        from .providers.discovery import DEFAULT_PORTS, Answer, discover
+
+        timeout = max(params.timeout_ms, 1) / 1000
+        ports = list(params.ports) if isinstance(params.ports, list) else list(DEFAULT_PORTS)
+        # Its own client: local servers must not be reached through a proxy from the environment.
+        async with httpx.AsyncClient(trust_env=False, timeout=timeout) as client:
+
+            async def get(url: str) -> Answer | None:
+                try:
+                    response = await client.get(url)
+                except httpx.HTTPError:
+                    return None
+                return Answer(response.status_code, response.content[:1 << 20])
+
+            return await discover(get, ports, timeout)
 
     async def llm_remove_custom_provider(self, ctx: RequestContext, params: ProviderIdParams) -> RemovedResult:
         return RemovedResult(removed=self.registry.remove(params.id))
@@ -185,6 +212,10 @@ METHODS: tuple[tuple[str, type | None, object, str], ...] = (
     ("llm_list_available_models", ListModelsParams, list[ModelInfo], "Models of one provider, or of all."),
     ("llm_register_custom_provider", ProviderConfig, ProviderInfo, "Add or replace a custom provider (persisted)."),
     ("llm_remove_custom_provider", ProviderIdParams, RemovedResult, "Remove a custom provider."),
+    ("configure_provider", ConfigureProviderParams, ProviderInfo,
+     "Override a provider's base_url, headers, api_key_env or extra_body (persisted; null resets a field)."),
+    ("discover_local_providers", DiscoverParams, list[DiscoveredProvider],
+     "Find model servers running on this machine (Ollama, LM Studio, llama.cpp, vLLM, Jan)."),
     ("set_active_provider", SetActiveProviderParams, ProviderInfo,
      "Choose the provider and model used when a request names none (persisted)."),
     ("get_active_provider", None, ActiveProvider | None, "The active provider and model, or null."),

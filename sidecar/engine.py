@@ -328,6 +328,9 @@ class Engine:
 
     # --- model lists -----------------------------------------------------------------------
 
+    def forget_models(self, provider_id: str) -> None:
+        self._models.pop(provider_id, None)
+
     async def list_models(self, providers: list[Provider], refresh: bool) -> list[ModelInfo]:
         """Catalog models merged with each provider's live list (cached; ``refresh`` bypasses).
 

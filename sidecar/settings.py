@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -24,9 +25,19 @@ log = logging.getLogger("sidecar.settings")
 FILE_NAME = "settings.json"
 
 
+class ProviderOverride(msgspec.Struct, omit_defaults=True):
+    """What the user changed on a built-in provider (configure_provider)."""
+
+    base_url: str | None = None
+    headers: dict[str, str] | None = None
+    api_key_env: str | None = None
+    extra_body: dict[str, Any] | None = None
+
+
 class Settings(msgspec.Struct):
     version: int = 1
     custom_providers: list[ProviderConfig] = msgspec.field(default_factory=list)
+    overrides: dict[str, ProviderOverride] = msgspec.field(default_factory=dict)
     active: ActiveProvider | None = None
     saved_keys: list[str] = msgspec.field(default_factory=list)
 

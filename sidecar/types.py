@@ -310,6 +310,29 @@ class SidecarInfo(Wire):
     data_dir: str
 
 
+class ConfigureProviderParams(Wire):
+    """Override a provider's connection settings; ``null`` puts a field back to its default."""
+
+    id: str
+    base_url: str | UnsetType | None = UNSET
+    headers: dict[str, str] | UnsetType | None = UNSET
+    api_key_env: str | UnsetType | None = UNSET
+    extra_body: dict[str, Any] | UnsetType | None = UNSET
+
+
+class DiscoverParams(Wire):
+    timeout_ms: int = 500
+    ports: list[int] | UnsetType = UNSET
+    """ports to probe on 127.0.0.1; default: Ollama 11434, LM Studio 1234, llama.cpp 8080, vLLM 8000, Jan 1337"""
+
+
+class DiscoveredProvider(Wire):
+    provider: str
+    base_url: str
+    models: list[str]
+    version: str | UnsetType = UNSET
+
+
 class Empty(Wire):
     pass
 

@@ -188,6 +188,15 @@ BUILTIN: tuple[Provider, ...] = (
         is_local=True,
     ),
     Provider(
+        id="jan",
+        name="Jan",
+        protocol="openai",
+        base_url="http://127.0.0.1:1337/v1",
+        api_key_env="JAN_API_KEY",
+        requires_api_key=False,
+        is_local=True,
+    ),
+    Provider(
         id="llamacpp",
         name="llama.cpp server",
         protocol="openai",

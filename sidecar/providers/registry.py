@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
+
+import msgspec
+from msgspec import UNSET
 
 from ..errors import SidecarError
-from ..settings import SettingsStore
-from ..types import ProviderConfig
+from ..settings import ProviderOverride, SettingsStore
+from ..types import ConfigureProviderParams, ProviderConfig
 from .catalog import BUILTIN
 from .model import Provider
 
@@ -21,6 +25,11 @@ def split_model(model: str) -> tuple[str, str]:
     return provider, model_id
 
 
+def _check_url(url: str) -> None:
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise SidecarError("invalid_request", "base_url must be an http:// or https:// URL")
+
+
 class Registry:
     def __init__(self, settings: SettingsStore) -> None:
         self._settings = settings
@@ -28,11 +37,24 @@ class Registry:
 
     def all(self) -> list[Provider]:
         custom = [Provider.from_config(c) for c in self._settings.value.custom_providers]
-        return sorted([*self._builtin.values(), *custom], key=lambda p: p.id)
+        return sorted([*map(self._configured, self._builtin.values()), *custom], key=lambda p: p.id)
+
+    def _configured(self, p: Provider) -> Provider:
+        """A built-in with the user's overrides applied (headers and extra_body merged over the catalog's)."""
+        o = self._settings.value.overrides.get(p.id)
+        if o is None:
+            return p
+        return replace(
+            p,
+            base_url=(o.base_url or p.base_url).rstrip("/"),
+            headers={**p.headers, **(o.headers or {})},
+            api_key_env=o.api_key_env or p.api_key_env,
+            extra_body={**p.extra_body, **(o.extra_body or {})},
+        )
 
     def get(self, provider_id: str) -> Provider:
         if provider_id in self._builtin:
-            return self._builtin[provider_id]
+            return self._configured(self._builtin[provider_id])
         for cfg in self._settings.value.custom_providers:
             if cfg.id == provider_id:
                 return Provider.from_config(cfg)
@@ -49,14 +71,40 @@ class Registry:
 
         if cfg.protocol == "mock" or cfg.protocol not in available():
             raise SidecarError("invalid_request", f"protocol {cfg.protocol!r} is not available for custom providers")
-        if not re.match(r"^https?://[^/]", cfg.base_url):
-            raise SidecarError("invalid_request", "base_url must be an http:// or https:// URL")
+        _check_url(cfg.base_url)
         providers = [c for c in self._settings.value.custom_providers if c.id != cfg.id]
         providers.append(cfg)
         providers.sort(key=lambda c: c.id)
         self._settings.value.custom_providers = providers
         self._settings.save()
         return Provider.from_config(cfg)
+
+    def configure(self, params: ConfigureProviderParams) -> Provider:
+        """Change where and how a provider is reached; UNSET keeps a field, None resets it."""
+        if isinstance(params.base_url, str):
+            _check_url(params.base_url)
+        if params.id == "mock":
+            raise SidecarError("invalid_request", "the mock provider cannot be configured")
+        fields = ("base_url", "headers", "api_key_env", "extra_body")
+        changes = {f: getattr(params, f) for f in fields if getattr(params, f) is not UNSET}
+        if params.id in self._builtin:
+            overrides = self._settings.value.overrides
+            current = msgspec.structs.asdict(overrides.get(params.id, ProviderOverride()))
+            updated = ProviderOverride(**{**current, **changes})
+            if updated == ProviderOverride():
+                overrides.pop(params.id, None)
+            else:
+                overrides[params.id] = updated
+        else:
+            cfg = next((c for c in self._settings.value.custom_providers if c.id == params.id), None)
+            if cfg is None:
+                raise SidecarError("unknown_provider", f"Unknown provider {params.id!r}", provider=params.id)
+            if changes.get("base_url", "") is None:
+                raise SidecarError("invalid_request", "a custom provider's base_url cannot be reset")
+            for name, value in changes.items():
+                setattr(cfg, name, UNSET if value is None else value)
+        self._settings.save()
+        return self.get(params.id)
 
     def remove(self, provider_id: str) -> bool:
         before = self._settings.value.custom_providers
