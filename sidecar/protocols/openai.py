@@ -122,7 +122,7 @@ def encode_body(params: StreamTextParams, provider: Provider, model: str, *, str
         if value is not msgspec.UNSET:
             body[name] = value
     if isinstance(params.max_tokens, int):
-        body["max_completion_tokens" if provider.id == "openai" else "max_tokens"] = params.max_tokens
+        body[provider.max_tokens_field] = params.max_tokens
     rf = params.response_format
     if not isinstance(rf, msgspec.UnsetType) and rf.type != "text":
         if rf.type == "json_schema":

@@ -23,6 +23,7 @@ BUILTIN: tuple[Provider, ...] = (
         protocol="openai",
         base_url="https://api.openai.com/v1",
         api_key_env="OPENAI_API_KEY",
+        max_tokens_field="max_completion_tokens",
         models=(
             M("gpt-4.1", "GPT-4.1", 1_047_576, 32_768, tools=True, vision=True),
             M("gpt-4.1-mini", "GPT-4.1 mini", 1_047_576, 32_768, tools=True, vision=True),

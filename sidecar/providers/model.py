@@ -51,6 +51,8 @@ class Provider:
     is_custom: bool = False
     stream_usage: bool = True
     """openai protocol: send stream_options.include_usage (a few servers reject it)"""
+    max_tokens_field: str = "max_tokens"
+    """openai protocol: OpenAI's own API wants ``max_completion_tokens`` (its reasoning models refuse the other)"""
     api_version: str | None = None
     """openai protocol, Azure style: deployment URLs, ``api-version`` query and ``api-key`` header"""
 
