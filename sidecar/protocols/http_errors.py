@@ -35,7 +35,7 @@ def classify(status: int | None, code: str = "", message: str = "") -> ErrorCode
 
 _TEXT_HINTS: tuple[tuple[tuple[str, ...], ErrorCode], ...] = (
     (("rate_limit", "rate limit", "too many requests", "quota"), "rate_limited"),
-    (("invalid_api_key", "authentication", "unauthorized", "api key"), "authentication_failed"),
+    (("invalid_api_key", "authentication", "unauthorized", "api key", "api token"), "authentication_failed"),
     (("permission", "forbidden"), "permission_denied"),
     (("model_not_found", "does not exist"), "unknown_model"),
     (("timeout", "timed out"), "timeout"),

@@ -1,0 +1,324 @@
+"""Ollama's native chat API: ``POST /api/chat`` streaming NDJSON, one JSON object per line.
+
+Chosen over Ollama's OpenAI-compatible ``/v1`` because only the native API takes ``think``,
+``format`` as a JSON schema and every runtime ``options`` knob (``num_ctx``, ``top_k``, ...),
+and because its tool calls arrive whole, with ``arguments`` as an object.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import msgspec
+
+from ..errors import SidecarError
+from ..providers import Model, Provider
+from ..types import (
+    AssistantMessage,
+    ContentPart,
+    Event,
+    FinishReason,
+    ImagePart,
+    ReasoningDeltaEvent,
+    ReasoningEndEvent,
+    ReasoningPart,
+    StreamTextParams,
+    SystemMessage,
+    TextDeltaEvent,
+    TextPart,
+    ToolCallDeltaEvent,
+    ToolCallEvent,
+    ToolCallPart,
+    ToolCallStartEvent,
+    ToolMessage,
+    Usage,
+    UserMessage,
+)
+from .base import HttpRequest, WireProtocol, tool_call_event
+from .http_errors import error_fields, upstream_error
+
+# --- encode -----------------------------------------------------------------------------
+
+
+def _text_of(content: str | list[ContentPart]) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(p.text for p in content if isinstance(p, TextPart))
+
+
+def _image_data(part: ImagePart) -> str:
+    """Ollama takes raw base64 only: it never fetches a URL, so a plain URL is refused up front."""
+    if isinstance(part.data, str):
+        return part.data
+    if isinstance(part.url, str) and part.url.startswith("data:") and ";base64," in part.url:
+        return part.url.split(",", 1)[1]
+    raise SidecarError("invalid_request", "ollama needs image data (base64), not an image URL")
+
+
+def encode_messages(params: StreamTextParams) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    tool_names: dict[str, str] = {}
+    """tool_call_id -> tool name: Ollama matches a tool result to its call by ``tool_name``"""
+    if isinstance(params.system, str):
+        out.append({"role": "system", "content": params.system})
+    for msg in params.messages:
+        if isinstance(msg, SystemMessage):
+            out.append({"role": "system", "content": msg.content})
+        elif isinstance(msg, UserMessage):
+            entry: dict[str, Any] = {"role": "user", "content": _text_of(msg.content)}
+            if not isinstance(msg.content, str):
+                images: list[str] = []
+                for p in msg.content:
+                    if isinstance(p, ImagePart):
+                        images.append(_image_data(p))
+                    elif not isinstance(p, TextPart):
+                        kind = p.__struct_config__.tag  # the tag field is not an attribute
+                        raise SidecarError("invalid_request", f"a user message cannot hold a {kind} part")
+                if images:
+                    entry["images"] = images
+            out.append(entry)
+        elif isinstance(msg, AssistantMessage):
+            entry = {"role": "assistant", "content": _text_of(msg.content)}
+            if not isinstance(msg.content, str):
+                thinking = "".join(p.text for p in msg.content if isinstance(p, ReasoningPart))
+                if thinking:
+                    entry["thinking"] = thinking
+                calls = []
+                for p in msg.content:
+                    if isinstance(p, ToolCallPart):
+                        tool_names[p.id] = p.name
+                        calls.append({"function": {"name": p.name, "arguments": p.arguments}})
+                if calls:
+                    entry["tool_calls"] = calls
+            out.append(entry)
+        elif isinstance(msg, ToolMessage):
+            entry = {"role": "tool", "content": _text_of(msg.content)}
+            if msg.tool_call_id in tool_names:
+                entry["tool_name"] = tool_names[msg.tool_call_id]
+            out.append(entry)
+    return out
+
+
+def _merge(body: dict[str, Any], extra: dict[str, Any]) -> None:
+    """Top-level keys replace; ``options`` is merged one level deep, because that is where
+    Ollama-only knobs (``num_ctx``, ``top_k``, ...) go next to the ones built from the params."""
+    for key, value in extra.items():
+        if key == "options" and isinstance(value, dict) and isinstance(body.get("options"), dict):
+            body["options"] = {**body["options"], **value}
+        else:
+            body[key] = value
+
+
+def encode_body(params: StreamTextParams, provider: Provider, model: str, *, stream: bool = True) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": model, "messages": encode_messages(params), "stream": stream}
+    # Ollama has no tool_choice: "none" is honoured by sending no tools; "required" and a named
+    # tool cannot be expressed and leave the choice to the model.
+    if isinstance(params.tools, list) and params.tools and params.tool_choice != "none":
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    **({"description": t.description} if isinstance(t.description, str) else {}),
+                    "parameters": t.parameters,
+                },
+            }
+            for t in params.tools
+        ]
+    options: dict[str, Any] = {}
+    for name in ("temperature", "top_p", "stop", "seed"):
+        value = getattr(params, name)
+        if value is not msgspec.UNSET:
+            options[name] = value
+    if isinstance(params.max_tokens, int):
+        options["num_predict"] = params.max_tokens
+    if options:
+        body["options"] = options
+    rf = params.response_format
+    if not isinstance(rf, msgspec.UnsetType) and rf.type != "text":
+        body["format"] = rf.schema if rf.type == "json_schema" and isinstance(rf.schema, dict) else "json"
+    if not isinstance(params.reasoning, msgspec.UnsetType):
+        effort = params.reasoning.effort
+        body["think"] = effort if isinstance(effort, str) else True
+    _merge(body, provider.extra_body)
+    if isinstance(params.provider_options, dict):
+        _merge(body, params.provider_options)
+    return body
+
+
+def _headers(provider: Provider, api_key: str | None, accept: str) -> dict[str, str]:
+    """A key is optional: a local Ollama takes none; ollama.com and proxies in front of one take a Bearer."""
+    headers = {"content-type": "application/json", "accept": accept, **provider.headers}
+    if api_key:
+        headers["authorization"] = f"Bearer {api_key}"
+    return headers
+
+
+def encode_request(params: StreamTextParams, provider: Provider, model: str, api_key: str | None) -> HttpRequest:
+    body = encode_body(params, provider, model)
+    headers = _headers(provider, api_key, "application/x-ndjson")
+    return HttpRequest("POST", f"{provider.base_url}/api/chat", headers, msgspec.json.encode(body))
+
+
+def models_request(provider: Provider, api_key: str | None) -> HttpRequest:
+    """``/api/tags``: the models pulled on this server."""
+    return HttpRequest("GET", f"{provider.base_url}/api/tags", _headers(provider, api_key, "application/json"))
+
+
+class _ModelEntry(msgspec.Struct):
+    name: str = ""
+    model: str = ""
+    """the same as ``name`` on current servers; older ones sent only one of them"""
+
+
+class _ModelList(msgspec.Struct):
+    models: list[_ModelEntry] | None = None
+
+
+def parse_models(body: bytes) -> list[Model]:
+    try:
+        entries = msgspec.json.decode(body, type=_ModelList).models or []
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return []
+    return [Model(e.name or e.model) for e in entries if e.name or e.model]
+
+
+def map_http_error(status: int, body: bytes, provider: str) -> SidecarError:
+    """Ollama's error bodies are ``{"error": "..."}``; a 404 "model 'x' not found" is unknown_model."""
+    try:
+        code, message = error_fields(msgspec.json.decode(body))
+    except msgspec.DecodeError:
+        code, message = "", body.decode("utf-8", "replace").strip()[:200]
+    return upstream_error(provider, status, code, message)
+
+
+# --- decode -----------------------------------------------------------------------------
+
+
+class _Function(msgspec.Struct):
+    name: str = ""
+    arguments: Any = None
+    """an object on Ollama's wire; a string is tolerated (proxies that re-encode it)"""
+
+
+class _ToolCall(msgspec.Struct):
+    function: _Function | None = None
+    id: str | None = None
+    """sent by recent servers only"""
+
+
+class _Message(msgspec.Struct):
+    content: str | None = None
+    thinking: str | None = None
+    tool_calls: list[_ToolCall] | None = None
+
+
+class _Chunk(msgspec.Struct):
+    message: _Message | None = None
+    response: str | None = None
+    """``/api/generate``'s text field: read too, so either endpoint decodes"""
+    thinking: str | None = None
+    """``/api/generate``'s thinking field"""
+    done: bool = False
+    done_reason: str | None = None
+    prompt_eval_count: int | None = None
+    eval_count: int | None = None
+    error: Any = None
+
+
+_decode_chunk = msgspec.json.Decoder(_Chunk).decode
+
+FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
+
+
+class Decoder:
+    """NDJSON chat chunks to events. Tool calls arrive whole, so each one is started, streamed as one
+    argument delta and finished in the same line; Ollama gives no id (old servers), so ids are generated."""
+
+    def __init__(self, provider: str = "ollama") -> None:
+        self.provider = provider
+        self.finish_reason: FinishReason | None = None
+        self.usage: Usage | None = None
+        self.complete = False
+        self._reasoning = False
+        self._calls = 0
+
+    def feed(self, event: str, data: str) -> list[Event]:
+        try:
+            chunk = _decode_chunk(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise SidecarError("protocol_error", f"{self.provider}: unparseable stream line ({exc})") from None
+        if chunk.error is not None:
+            code, message = error_fields({"error": chunk.error})
+            raise upstream_error(self.provider, None, code, message)
+        out: list[Event] = []
+        msg = chunk.message
+        thinking = (msg.thinking if msg else None) or chunk.thinking
+        if thinking:
+            self._reasoning = True
+            out.append(ReasoningDeltaEvent(text=thinking))
+        text = (msg.content if msg else None) or chunk.response
+        if text:
+            self._end_reasoning(out)
+            out.append(TextDeltaEvent(text=text))
+        if msg and msg.tool_calls:
+            self._end_reasoning(out)
+            for tc in msg.tool_calls:
+                self._tool_call(tc, out)
+        if chunk.done:
+            self.complete = True
+            self._finish(chunk)
+        return out
+
+    def _tool_call(self, tc: _ToolCall, out: list[Event]) -> None:
+        fn = tc.function
+        if fn is None or not fn.name:
+            return  # nothing the caller could run
+        index, self._calls = self._calls, self._calls + 1
+        call_id = tc.id or f"call_{uuid.uuid4().hex[:24]}"
+        out.append(ToolCallStartEvent(tool_call_id=call_id, name=fn.name, index=index))
+        args = fn.arguments
+        if isinstance(args, dict):
+            raw = msgspec.json.encode(args).decode()
+            out.append(ToolCallDeltaEvent(tool_call_id=call_id, arguments_delta=raw))
+            out.append(ToolCallEvent(tool_call_id=call_id, name=fn.name, arguments=args))
+            return
+        raw = args if isinstance(args, str) else ("" if args is None else msgspec.json.encode(args).decode())
+        if raw:
+            out.append(ToolCallDeltaEvent(tool_call_id=call_id, arguments_delta=raw))
+        out.append(tool_call_event(call_id, fn.name, raw))
+
+    def _finish(self, chunk: _Chunk) -> None:
+        """The last line: why it stopped (a call made means tool_calls, whatever ``done_reason`` says:
+        Ollama reports "stop" there) and the token counts."""
+        reason = chunk.done_reason
+        if self._calls and reason in (None, "stop"):
+            self.finish_reason = "tool_calls"
+        elif reason is None:
+            self.finish_reason = "stop"  # servers before done_reason existed
+        else:
+            self.finish_reason = FINISH.get(reason, "other")
+        if chunk.prompt_eval_count is not None or chunk.eval_count is not None:
+            self.usage = Usage(input_tokens=chunk.prompt_eval_count or 0, output_tokens=chunk.eval_count or 0)
+
+    def _end_reasoning(self, out: list[Event]) -> None:
+        if self._reasoning:
+            self._reasoning = False
+            out.append(ReasoningEndEvent())
+
+    def end(self) -> list[Event]:
+        out: list[Event] = []
+        self._end_reasoning(out)
+        return out
+
+
+PROTOCOL = WireProtocol(
+    name="ollama",
+    framing="ndjson",
+    encode_request=encode_request,
+    new_decoder=Decoder,
+    map_http_error=map_http_error,
+    models_request=models_request,
+    parse_models=parse_models,
+)
