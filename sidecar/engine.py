@@ -8,12 +8,14 @@ Every stream ends in exactly one terminal event, whatever happens to it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import msgspec
@@ -21,6 +23,7 @@ import msgspec
 from . import __version__
 from .credentials import Credentials, redact
 from .errors import SidecarError
+from .policy import CONNECT_S, IDLE_S, Policy, backoff_ms, policy_for, retry_after_ms
 from .protocols import WireProtocol, get_protocol
 from .protocols import mock as mock_protocol
 from .providers import Model, Provider, Registry, split_model
@@ -33,12 +36,14 @@ from .types import (
     ErrorEvent,
     ErrorInfo,
     Event,
+    FallbackEvent,
     ModelInfo,
     ReasoningDeltaEvent,
     ReasoningEndEvent,
     ReasoningPart,
     RedactedReasoningEvent,
     RedactedReasoningPart,
+    RetryEvent,
     StartEvent,
     StreamTextParams,
     TestConnectionParams,
@@ -55,17 +60,19 @@ from .types import (
 if TYPE_CHECKING:
     import httpx
 
+    from .health import Health
+
 log = logging.getLogger("sidecar.engine")
 
 Emit = Callable[[Event], Awaitable[None]]
 
-CONNECT_TIMEOUT = 15.0
-IDLE_TIMEOUT = 120.0
 MAX_ERROR_BODY = 64 * 1024
 TEST_TIMEOUT = 15.0
 MODELS_TIMEOUT = 5.0
 MODELS_TTL = 600.0
-_FIRST_OUTPUT = (TextDeltaEvent, ReasoningDeltaEvent, ToolCallStartEvent, RedactedReasoningEvent)
+_FIRST_OUTPUT = (TextDeltaEvent, ReasoningDeltaEvent, ReasoningEndEvent, ToolCallStartEvent, RedactedReasoningEvent)
+FALLBACK_ON = frozenset({"upstream_unavailable", "rate_limited", "timeout", "network_error"})
+"""errors that move a request on to its next fallback model (besides any marked retryable)"""
 
 
 @dataclass
@@ -80,6 +87,26 @@ class Prepared:
     @property
     def model_ref(self) -> str:
         return f"{self.provider.id}:{self.model}"
+
+
+@dataclass
+class Outcome:
+    """One finished request (stream or complete_chat), as observers such as the usage log see it."""
+
+    kind: Literal["stream", "complete"]
+    provider: str
+    model: str
+    """``provider:model`` that answered, or the last one tried"""
+    started_at: float
+    """wall clock (time.time()) when the request started"""
+    latency_ms: float
+    ttft_ms: float | None
+    usage: Usage | None
+    finish_reason: str | None
+    error: str | None
+    """the error code; None when it finished with ``done``"""
+    retries: int = 0
+    stream_id: str | None = None
 
 
 class EventSink:
@@ -114,6 +141,10 @@ class Engine:
         self._http_lock = threading.Lock()
         self._streams: dict[str, anyio.CancelScope] = {}
         self._models: dict[str, tuple[float, list[Model]]] = {}
+        self.health: Health | None = None
+        """the providers' circuit breakers and limits (set by the app)"""
+        self.observers: list[Callable[[Outcome], None]] = []
+        """called with every finished request; must be quick and must not raise"""
 
     def warm_up(self, delay: float = 0.5) -> None:
         """Build the HTTP client in a thread shortly after start-up, so neither start-up nor
@@ -141,7 +172,7 @@ class Engine:
         import httpx
 
         return httpx.AsyncClient(
-            timeout=httpx.Timeout(IDLE_TIMEOUT, connect=CONNECT_TIMEOUT),
+            timeout=httpx.Timeout(IDLE_S, connect=CONNECT_S),
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=60),
             headers={"user-agent": f"llm-sidecar/{__version__}"},
         )
@@ -216,7 +247,7 @@ class Engine:
         try:
             with scope:
                 await go.wait()
-                terminal = await self.stream(prepared, sink.emit)
+                terminal = await self.stream(prepared, sink.emit, stream_id=sink.stream_id)
         except SidecarError as exc:
             terminal = ErrorEvent(error=exc.info)
         except Exception:
@@ -229,66 +260,165 @@ class Engine:
             with anyio.CancelScope(shield=True):
                 await sink.emit(terminal)
 
-    async def stream(self, prepared: Prepared, emit: Emit) -> DoneEvent:
-        """Emit a stream's events up to its end; return the ``done`` event (not emitted)."""
-        started = time.perf_counter()
-        ttft: float | None = None
-        provider, params = prepared.provider, prepared.params
-        await emit(StartEvent(provider=provider.id, model=prepared.model_ref))
+    async def stream(self, prepared: Prepared, emit: Emit, *, stream_id: str | None = None) -> DoneEvent:
+        """Emit a request's events up to its end and return its ``done`` event (not emitted).
 
-        if provider.protocol == "mock":
-            chunks, usage = mock_protocol.reply(params, prepared.model)
-            delay = max(0.0, _option(params, "chunk_delay_ms", 0) / 1000)
-            for chunk in chunks:
-                if delay:
-                    await anyio.sleep(delay)
-                if ttft is None:
-                    ttft = (time.perf_counter() - started) * 1000
-                await emit(TextDeltaEvent(text=chunk))
-            await emit(UsageEvent(**msgspec.structs.asdict(usage)))
-            return _done("stop", usage, prepared, started, ttft)
+        Failures before any output are retried (waiting as the upstream asks, or with jittered
+        backoff) and then handed to the next of ``fallback_models``; after output has been
+        seen nothing is repeated, so the error ends the stream.
+        """
+        run = _Run(emit, time.perf_counter())
+        target = prepared
+        fallbacks = [m for m in prepared.params.fallback_models or () if isinstance(m, str)]
+        await emit(StartEvent(provider=target.provider.id, model=target.model_ref))
+        outcome: Outcome | None = None
+        try:
+            with anyio.fail_after(policy_for(prepared.params, prepared.provider).total):
+                while True:
+                    try:
+                        done = await self._with_retries(target, run)
+                    except SidecarError as exc:
+                        if run.output or not fallbacks or not (exc.info.retryable or exc.code in FALLBACK_ON):
+                            raise
+                        target = await self._next_fallback(target, fallbacks, exc, run)
+                        continue
+                    outcome = run.outcome(target, done.finish_reason, None, done.usage)
+                    return done
+        except TimeoutError:
+            late = SidecarError("timeout", f"{target.provider.id}: no complete answer within the time limit",
+                                provider=target.provider.id, retryable=False)
+            outcome = run.outcome(target, None, late.code, None)
+            raise late from None
+        except SidecarError as exc:
+            outcome = run.outcome(target, None, exc.code, None)
+            raise
+        except anyio.get_cancelled_exc_class():
+            outcome = run.outcome(target, None, "cancelled", None)
+            raise
+        except Exception:
+            outcome = run.outcome(target, None, "internal", None)
+            raise
+        finally:
+            if outcome is not None:
+                outcome.kind = "stream" if stream_id is not None else "complete"
+                outcome.stream_id = stream_id
+                for observe in self.observers:
+                    try:
+                        observe(outcome)
+                    except Exception:
+                        log.exception("an observer failed")
 
+    async def _next_fallback(
+        self, failed: Prepared, fallbacks: list[str], exc: SidecarError, run: _Run
+    ) -> Prepared:
+        """The next fallback model that can be prepared; the original error when none can."""
+        while fallbacks:
+            model = fallbacks.pop(0)
+            try:
+                nxt = await self.prepare(msgspec.structs.replace(failed.params, model=model))
+            except SidecarError as why:
+                log.warning("fallback %s skipped: %s", model, why.info.message)
+                continue
+            await run.emit(FallbackEvent(from_model=failed.model_ref, to_model=nxt.model_ref, reason=exc.info.code))
+            return nxt
+        raise exc
+
+    async def _with_retries(self, target: Prepared, run: _Run) -> DoneEvent:
+        policy = policy_for(target.params, target.provider)
+        retries = waited = 0
+        while True:
+            try:
+                return await self._attempt(target, run, policy)
+            except SidecarError as exc:
+                if run.output or not exc.info.retryable or retries >= policy.max_retries:
+                    raise
+                retry_after = exc.info.retry_after_ms if isinstance(exc.info.retry_after_ms, int) else None
+                delay = backoff_ms(retries, retry_after)
+                if waited + delay > policy.max_wait_ms:
+                    raise
+                retries += 1
+                run.retries += 1
+                waited += delay
+                await run.emit(RetryEvent(attempt=retries, delay_ms=delay, reason=exc.info.code))
+                await anyio.sleep(delay / 1000)
+
+    async def _attempt(self, target: Prepared, run: _Run, policy: Policy) -> DoneEvent:
+        """One try at one model, inside the provider's health guard."""
+        provider = target.provider
+        guard = self.health.slot(provider) if self.health is not None else nullcontext()
+        async with guard:  # its own refusal (circuit open) is not recorded: that would keep it open
+            started = time.perf_counter()  # after any queueing: latency is the provider's, not ours
+            try:
+                if provider.protocol == "mock":
+                    done = await self._mock(target, run)
+                else:
+                    done = await self._upstream(target, run, policy)
+            except SidecarError as exc:
+                if self.health is not None:
+                    self.health.record(provider.id, ok=False, latency_ms=None, code=exc.info.code)
+                raise
+            if self.health is not None:
+                self.health.record(provider.id, ok=True, latency_ms=(time.perf_counter() - started) * 1000, code=None)
+            return done
+
+    async def _mock(self, target: Prepared, run: _Run) -> DoneEvent:
+        chunks, usage = mock_protocol.reply(target.params, target.model)
+        delay = max(0.0, _option(target.params, "chunk_delay_ms", 0) / 1000)
+        for chunk in chunks:
+            if delay:
+                await anyio.sleep(delay)
+            await run.emit(TextDeltaEvent(text=chunk))
+        await run.emit(UsageEvent(**msgspec.structs.asdict(usage)))
+        return run.done("stop", usage, target)
+
+    async def _upstream(self, target: Prepared, run: _Run, policy: Policy) -> DoneEvent:
+        provider = target.provider
         protocol = self._protocol(provider)
-        request = protocol.encode_request(params, provider, prepared.model, prepared.api_key)
+        request = protocol.encode_request(target.params, provider, target.model, target.api_key)
         decoder = protocol.new_decoder(provider.id)
         import httpx
 
-        timeout = _timeouts(params)
+        emit = run.emit
+        scope = anyio.CancelScope()
+        watchdog = _Watchdog(scope, policy.first_byte, policy.idle)
+        timeout = httpx.Timeout(max(policy.first_byte, policy.idle) + 5, connect=policy.connect)
         try:
-            with anyio.fail_after(timeout.total):
+            with scope:
                 async with self.http().stream(
-                    request.method,
-                    request.url,
-                    headers=request.headers,
-                    content=request.body,
-                    timeout=timeout.httpx(httpx),
+                    request.method, request.url, headers=request.headers, content=request.body, timeout=timeout
                 ) as response:
                     if response.status_code >= 400:
                         body = await _read_limited(response)
-                        raise protocol.map_http_error(response.status_code, body, provider.id)
+                        err = protocol.map_http_error(response.status_code, body, provider.id)
+                        wait = retry_after_ms(response.headers, response.status_code)
+                        if wait is not None:
+                            err.info.retry_after_ms = wait
+                        raise err
                     if protocol.framing == "sse" and "text/event-stream" not in response.headers.get(
                         "content-type", ""
                     ):
                         body = await _read_limited(response)
                         raise _not_a_stream(protocol, response.status_code, body, provider.id)
                     async for name, data in _messages(response, protocol.framing):
+                        watchdog.beat()
                         if decoder.complete:
                             continue  # read to the end of the body so the connection is reused
                         for event in decoder.feed(name, data):
-                            if ttft is None and isinstance(event, _FIRST_OUTPUT):
-                                ttft = (time.perf_counter() - started) * 1000
                             await emit(event)
-        except TimeoutError:
-            raise SidecarError("timeout", f"{provider.id}: no complete answer within the time limit",
-                               provider=provider.id) from None
         except SidecarError as exc:
-            exc.info.message = redact(exc.info.message, prepared.api_key)
+            exc.info.message = redact(exc.info.message, target.api_key)
             raise
         except httpx.TimeoutException as exc:
             phase = "connecting" if isinstance(exc, httpx.ConnectTimeout) else "waiting for data"
             raise SidecarError("timeout", f"{provider.id}: timed out {phase}", provider=provider.id) from None
         except httpx.HTTPError as exc:
             raise _network_error(exc, provider) from None
+        finally:
+            watchdog.close()
+        if watchdog.fired is not None:
+            what = "no first byte" if watchdog.fired == "first_byte" else "the stream stalled: no data"
+            limit = policy.first_byte if watchdog.fired == "first_byte" else policy.idle
+            raise SidecarError("timeout", f"{provider.id}: {what} within {limit:g} s", provider=provider.id)
         if not decoder.complete and decoder.finish_reason is None:
             raise SidecarError(
                 "network_error", f"{provider.id}: the connection closed before the end of the stream",
@@ -298,7 +428,7 @@ class Engine:
             await emit(event)
         if decoder.usage is not None:
             await emit(UsageEvent(**msgspec.structs.asdict(decoder.usage)))
-        return _done(decoder.finish_reason or "other", decoder.usage or Usage(), prepared, started, ttft)
+        return run.done(decoder.finish_reason or "other", decoder.usage or Usage(), target)
 
     async def complete(self, prepared: Prepared) -> CompleteChatResult:
         """The same stream, collected into one result."""
@@ -404,43 +534,82 @@ async def _messages(response: httpx.Response, framing: str) -> AsyncIterator[tup
                 yield "", line
 
 
-@dataclass
-class _Timeouts:
-    connect: float
-    idle: float
-    total: float | None
-
-    def httpx(self, httpx: Any) -> Any:
-        return httpx.Timeout(self.idle, connect=self.connect)
-
-
-def _timeouts(params: StreamTextParams) -> _Timeouts:
-    t = params.timeouts
-    total_ms = params.timeout_ms if isinstance(params.timeout_ms, int) else None
-    connect, idle = CONNECT_TIMEOUT, IDLE_TIMEOUT
-    if not isinstance(t, msgspec.UnsetType):
-        connect = t.connect_ms / 1000 if isinstance(t.connect_ms, int) else connect
-        idle = t.idle_ms / 1000 if isinstance(t.idle_ms, int) else idle
-        total_ms = t.total_ms if isinstance(t.total_ms, int) else total_ms
-    return _Timeouts(connect, idle, total_ms / 1000 if total_ms else None)
-
-
 def _option(params: StreamTextParams, name: str, default: float) -> float:
     opts = params.provider_options
     value = opts.get(name, default) if isinstance(opts, dict) else default
     return float(value) if isinstance(value, int | float) else default
 
 
-def _done(finish: Any, usage: Usage, prepared: Prepared, started: float, ttft: float | None) -> DoneEvent:
-    done = DoneEvent(
-        finish_reason=finish,
-        usage=usage,
-        model=prepared.model_ref,
-        latency_ms=round((time.perf_counter() - started) * 1000, 3),
-    )
-    if ttft is not None:
-        done.ttft_ms = round(ttft, 3)
-    return done
+class _Run:
+    """What one request has done so far, across its retries and fallbacks."""
+
+    def __init__(self, emit: Emit, started: float) -> None:
+        self._emit = emit
+        self.started = started
+        self.started_at = time.time()
+        self.output = False
+        """something the user may have seen was sent: from here on nothing is retried"""
+        self.ttft: float | None = None
+        self.retries = 0
+
+    async def emit(self, event: Event) -> None:
+        if not self.output and isinstance(event, _FIRST_OUTPUT):
+            self.output = True
+            self.ttft = (time.perf_counter() - self.started) * 1000
+        await self._emit(event)
+
+    def latency_ms(self) -> float:
+        return round((time.perf_counter() - self.started) * 1000, 3)
+
+    def done(self, finish: Any, usage: Usage, target: Prepared) -> DoneEvent:
+        done = DoneEvent(finish_reason=finish, usage=usage, model=target.model_ref, latency_ms=self.latency_ms())
+        if self.ttft is not None:
+            done.ttft_ms = round(self.ttft, 3)
+        return done
+
+    def outcome(self, target: Prepared, finish: str | None, error: str | None, usage: Usage | None) -> Outcome:
+        return Outcome(
+            kind="stream", provider=target.provider.id, model=target.model_ref, started_at=self.started_at,
+            latency_ms=self.latency_ms(), ttft_ms=self.ttft, usage=usage, finish_reason=finish, error=error,
+            retries=self.retries,
+        )
+
+
+class _Watchdog:
+    """Cancels an attempt when its first byte, or the next one, is late.
+
+    A loop timer rather than a task or a moving deadline: each message costs one clock read.
+    """
+
+    def __init__(self, scope: anyio.CancelScope, first_byte: float, idle: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._scope = scope
+        self._idle = idle
+        self._last: float | None = None
+        self.fired: Literal["first_byte", "idle"] | None = None
+        self._handle = self._loop.call_at(self._loop.time() + first_byte, self._check)
+
+    def beat(self) -> None:
+        now = self._loop.time()
+        if self._last is None:
+            self._handle.cancel()
+            self._handle = self._loop.call_at(now + self._idle, self._check)
+        self._last = now
+
+    def _check(self) -> None:
+        if self._last is None:
+            self.fired = "first_byte"
+            self._scope.cancel()
+            return
+        due = self._last + self._idle
+        if self._loop.time() >= due:
+            self.fired = "idle"
+            self._scope.cancel()
+        else:
+            self._handle = self._loop.call_at(due, self._check)
+
+    def close(self) -> None:
+        self._handle.cancel()
 
 
 async def _read_limited(response: httpx.Response) -> bytes:

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from .types import ActiveProvider, ProviderConfig
+from .types import ActiveProvider, ProviderConfig, ProviderLimits
 
 log = logging.getLogger("sidecar.settings")
 
@@ -32,6 +32,7 @@ class ProviderOverride(msgspec.Struct, omit_defaults=True):
     headers: dict[str, str] | None = None
     api_key_env: str | None = None
     extra_body: dict[str, Any] | None = None
+    limits: ProviderLimits | None = None
 
 
 class Settings(msgspec.Struct):

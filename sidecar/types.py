@@ -163,6 +163,8 @@ class ErrorInfo(Wire):
     retryable: bool = False
     provider: str | UnsetType = UNSET
     status: int | UnsetType = UNSET
+    retry_after_ms: int | UnsetType = UNSET
+    """when the upstream said how long to wait (Retry-After and the providers' reset headers)"""
 
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "other"]
@@ -195,6 +197,7 @@ class ProviderInfo(Wire):
     headers: dict[str, str] | UnsetType = UNSET
     extra_body: dict[str, Any] | UnsetType = UNSET
     default_models: list[str] | UnsetType = UNSET
+    limits: ProviderLimits | UnsetType = UNSET
 
 
 class ModelInfo(Wire):
@@ -206,6 +209,12 @@ class ModelInfo(Wire):
     supports_tools: bool | UnsetType = UNSET
     supports_vision: bool | UnsetType = UNSET
     supports_reasoning: bool | UnsetType = UNSET
+    input_price: float | UnsetType = UNSET
+    """list price in USD per 1M input tokens, where the catalog knows it"""
+    output_price: float | UnsetType = UNSET
+    """list price in USD per 1M output tokens (reasoning included)"""
+    cached_input_price: float | UnsetType = UNSET
+    """USD per 1M input tokens read from the prompt cache"""
 
 
 # --- method params and results ---------------------------------------------------------
@@ -310,6 +319,21 @@ class SidecarInfo(Wire):
     data_dir: str
 
 
+class ProviderLimits(Wire):
+    """Per-provider defaults for resilience; a request's own ``timeouts``/``retry`` win over them."""
+
+    timeouts: Timeouts | UnsetType = UNSET
+    retry: RetryOptions | UnsetType = UNSET
+    max_concurrency: int | UnsetType = UNSET
+    """requests in flight at once; more wait in order"""
+    requests_per_minute: float | UnsetType = UNSET
+    """a token bucket: the sustained rate, with bursts up to one minute's worth"""
+    breaker_threshold: int | UnsetType = UNSET
+    """consecutive failures that open the circuit (default 5)"""
+    breaker_cooldown_ms: int | UnsetType = UNSET
+    """how long an open circuit fails fast before one probe request may pass (default 30000)"""
+
+
 class ConfigureProviderParams(Wire):
     """Override a provider's connection settings; ``null`` puts a field back to its default."""
 
@@ -318,6 +342,50 @@ class ConfigureProviderParams(Wire):
     headers: dict[str, str] | UnsetType | None = UNSET
     api_key_env: str | UnsetType | None = UNSET
     extra_body: dict[str, Any] | UnsetType | None = UNSET
+    limits: ProviderLimits | UnsetType | None = UNSET
+
+
+class HealthParams(Wire):
+    provider: str | UnsetType = UNSET
+
+
+class ProviderHealth(Wire):
+    provider: str
+    state: Literal["closed", "open", "half_open"]
+    requests: int
+    """attempts finished since start (each retry counts)"""
+    errors: int
+    consecutive_failures: int
+    in_flight: int
+    queued: int
+    error_counts: dict[str, int]
+    latency_p50_ms: float | UnsetType = UNSET
+    latency_p95_ms: float | UnsetType = UNSET
+
+
+class UsageStatsParams(Wire):
+    since: str | UnsetType = UNSET
+    """ISO 8601 date or date-time (UTC when no offset); default: everything recorded"""
+    group_by: Literal["provider", "model", "day"] | UnsetType = UNSET
+
+
+class UsageGroup(Wire):
+    key: str
+    requests: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    cached_input_tokens: int
+    cost_usd: float
+    """estimated from the catalog's prices; 0 for models without one"""
+    avg_latency_ms: float | UnsetType = UNSET
+    avg_ttft_ms: float | UnsetType = UNSET
+
+
+class UsageStats(Wire):
+    total: UsageGroup
+    groups: list[UsageGroup]
 
 
 class DiscoverParams(Wire):

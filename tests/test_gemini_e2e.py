@@ -230,7 +230,7 @@ def test_rate_limited(sidecar: Sidecar, upstream: Upstream) -> None:
             {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [
                 {"quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier", "quotaValue": "10"}]},
             {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "13s"}]}})
-    error = only_error(run(sidecar, "g-429"))
+    error = only_error(run(sidecar, "g-429", retry={"max_retries": 0}))
     assert (error["code"], error["status"], error["retryable"], error["provider"]) == ("rate_limited", 429, True,
                                                                                          "gem")
     assert error["message"].startswith("gem: You exceeded your current quota")

@@ -62,10 +62,11 @@ def test_every_catalog_provider_is_listed_with_its_fields(sidecar: Sidecar) -> N
     assert by_id["gemini"]["base_url"] == "https://generativelanguage.googleapis.com/v1beta"
     assert by_id["ollama"]["is_local"] is True and by_id["ollama"]["requires_api_key"] is False
     assert by_id["cohere"]["api_key_env"] == "COHERE_API_KEY"
-    models = sidecar.call("llm_list_available_models", {"provider": "anthropic"})
-    assert {"id": "anthropic:claude-sonnet-4-5", "provider": "anthropic", "name": "Claude Sonnet 4.5",
-            "context_window": 200000, "max_output_tokens": 64000, "supports_tools": True, "supports_vision": True,
-            "supports_reasoning": True} in models
+    models = {m["id"]: m for m in sidecar.call("llm_list_available_models", {"provider": "anthropic"})}
+    expected = {"id": "anthropic:claude-sonnet-4-5", "provider": "anthropic", "name": "Claude Sonnet 4.5",
+                "context_window": 200000, "max_output_tokens": 64000, "supports_tools": True,
+                "supports_vision": True, "supports_reasoning": True}
+    assert expected.items() <= models["anthropic:claude-sonnet-4-5"].items()
 
 
 # --- configure_provider ------------------------------------------------------------------------------

@@ -114,8 +114,9 @@ def json_reply(status: int, obj: Any) -> Reply:
 
 
 def start(sc: Sidecar, params: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """Send llm_stream_text; return (the response object, the stream id)."""
-    resp = sc.request("llm_stream_text", params)
+    """Send llm_stream_text; return (the response object, the stream id). No retries unless asked:
+    these tests are about one attempt (the fault-injection suite covers retries)."""
+    resp = sc.request("llm_stream_text", {"retry": {"max_retries": 0}, **params})
     assert "result" in resp, resp
     return resp, resp["result"]["stream_id"]
 

@@ -37,15 +37,18 @@ class Registry:
 
     def all(self) -> list[Provider]:
         custom = [Provider.from_config(c) for c in self._settings.value.custom_providers]
-        return sorted([*map(self._configured, self._builtin.values()), *custom], key=lambda p: p.id)
+        return sorted(map(self._configured, [*self._builtin.values(), *custom]), key=lambda p: p.id)
 
     def _configured(self, p: Provider) -> Provider:
         """A built-in with the user's overrides applied (headers and extra_body merged over the catalog's)."""
         o = self._settings.value.overrides.get(p.id)
         if o is None:
             return p
+        if p.is_custom:  # a custom provider's own fields are changed in place; only limits live here
+            return replace(p, limits=o.limits)
         return replace(
             p,
+            limits=o.limits,
             base_url=(o.base_url or p.base_url).rstrip("/"),
             headers={**p.headers, **(o.headers or {})},
             api_key_env=o.api_key_env or p.api_key_env,
@@ -57,7 +60,7 @@ class Registry:
             return self._configured(self._builtin[provider_id])
         for cfg in self._settings.value.custom_providers:
             if cfg.id == provider_id:
-                return Provider.from_config(cfg)
+                return self._configured(Provider.from_config(cfg))
         raise SidecarError("unknown_provider", f"Unknown provider {provider_id!r}", provider=provider_id)
 
     def register(self, cfg: ProviderConfig) -> Provider:
@@ -85,24 +88,24 @@ class Registry:
             _check_url(params.base_url)
         if params.id == "mock":
             raise SidecarError("invalid_request", "the mock provider cannot be configured")
-        fields = ("base_url", "headers", "api_key_env", "extra_body")
+        fields = ("base_url", "headers", "api_key_env", "extra_body", "limits")
         changes = {f: getattr(params, f) for f in fields if getattr(params, f) is not UNSET}
-        if params.id in self._builtin:
-            overrides = self._settings.value.overrides
-            current = msgspec.structs.asdict(overrides.get(params.id, ProviderOverride()))
-            updated = ProviderOverride(**{**current, **changes})
-            if updated == ProviderOverride():
-                overrides.pop(params.id, None)
-            else:
-                overrides[params.id] = updated
-        else:
-            cfg = next((c for c in self._settings.value.custom_providers if c.id == params.id), None)
-            if cfg is None:
-                raise SidecarError("unknown_provider", f"Unknown provider {params.id!r}", provider=params.id)
+        self.get(params.id)  # unknown_provider
+        overrides = self._settings.value.overrides
+        if params.id not in self._builtin:
+            cfg = next(c for c in self._settings.value.custom_providers if c.id == params.id)
             if changes.get("base_url", "") is None:
                 raise SidecarError("invalid_request", "a custom provider's base_url cannot be reset")
             for name, value in changes.items():
-                setattr(cfg, name, UNSET if value is None else value)
+                if name != "limits":
+                    setattr(cfg, name, UNSET if value is None else value)
+            changes = {k: v for k, v in changes.items() if k == "limits"}
+        current = msgspec.structs.asdict(overrides.get(params.id, ProviderOverride()))
+        updated = ProviderOverride(**{**current, **changes})
+        if updated == ProviderOverride():
+            overrides.pop(params.id, None)
+        else:
+            overrides[params.id] = updated
         self._settings.save()
         return self.get(params.id)
 
@@ -112,5 +115,6 @@ class Registry:
         if len(after) == len(before):
             return False
         self._settings.value.custom_providers = after
+        self._settings.value.overrides.pop(provider_id, None)
         self._settings.save()
         return True
