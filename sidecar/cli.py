@@ -32,6 +32,13 @@ def _common(parser: argparse.ArgumentParser, defaults: bool) -> None:
     parser.add_argument("--log-level", metavar="LEVEL", default=d(os.environ.get("LLM_SIDECAR_LOG_LEVEL", "warning")),
                         choices=["debug", "info", "warning", "error", "DEBUG", "INFO", "WARNING", "ERROR"],
                         help="stderr log level: debug, info, warning (default), error (env LLM_SIDECAR_LOG_LEVEL)")
+    parser.add_argument("--log-format", metavar="FORMAT", choices=["text", "json"],
+                        default=d(os.environ.get("LLM_SIDECAR_LOG_FORMAT", "text")),
+                        help="stderr log lines as text (default) or one JSON object each (env LLM_SIDECAR_LOG_FORMAT)")
+    parser.add_argument("--log-requests", action="store_true",
+                        default=d(os.environ.get("LLM_SIDECAR_LOG_REQUESTS", "") not in ("", "0")),
+                        help="log each upstream request and its outcome at info level: provider, model, URL without "
+                        "query, sizes, status, timings; never headers, keys or message text (env LLM_SIDECAR_LOG_REQUESTS=1)")
 
 
 def _serve_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
@@ -62,8 +69,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .logs import setup
+
+    setup(args.log_level, args.log_format)
+    if args.log_requests and logging.getLogger().level > logging.INFO:
+        logging.getLogger().setLevel(logging.INFO)
     if args.command == "schema":
         from .schema import write_schema
 
@@ -79,6 +89,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
     app = App(data_dir, args.keyring_service)
+    app.engine.log_requests = args.log_requests
     status = 0
     try:
         anyio.run(lambda: app.serve(drain_timeout=args.drain_timeout, parent_pid=args.parent_pid),

@@ -141,6 +141,8 @@ class Engine:
         self._http_lock = threading.Lock()
         self._streams: dict[str, anyio.CancelScope] = {}
         self._models: dict[str, tuple[float, list[Model]]] = {}
+        self.log_requests = False
+        """log each attempt and each finished request (never headers, keys or content)"""
         self.health: Health | None = None
         """the providers' circuit breakers and limits (set by the app)"""
         self.observers: list[Callable[[Outcome], None]] = []
@@ -302,6 +304,13 @@ class Engine:
             if outcome is not None:
                 outcome.kind = "stream" if stream_id is not None else "complete"
                 outcome.stream_id = stream_id
+                if self.log_requests:
+                    log.info("request finished", extra={"fields": {
+                        "kind": outcome.kind, "stream_id": stream_id, "model": outcome.model,
+                        "outcome": outcome.error or "done", "finish_reason": outcome.finish_reason,
+                        "latency_ms": outcome.latency_ms, "ttft_ms": outcome.ttft_ms, "retries": outcome.retries,
+                        "input_tokens": outcome.usage.input_tokens if outcome.usage else None,
+                        "output_tokens": outcome.usage.output_tokens if outcome.usage else None}})
                 for observe in self.observers:
                     try:
                         observe(outcome)
@@ -382,11 +391,19 @@ class Engine:
         scope = anyio.CancelScope()
         watchdog = _Watchdog(scope, policy.first_byte, policy.idle)
         timeout = httpx.Timeout(max(policy.first_byte, policy.idle) + 5, connect=policy.connect)
+        if self.log_requests:
+            log.info("upstream request", extra={"fields": {
+                "provider": provider.id, "model": target.model_ref, "method": request.method,
+                "url": request.url.split("?", 1)[0], "body_bytes": len(request.body or b"")}})
         try:
             with scope:
                 async with self.http().stream(
                     request.method, request.url, headers=request.headers, content=request.body, timeout=timeout
                 ) as response:
+                    if self.log_requests:
+                        log.info("upstream answer", extra={"fields": {
+                            "provider": provider.id, "status": response.status_code,
+                            "content_type": response.headers.get("content-type", "")}})
                     if response.status_code >= 400:
                         body = await _read_limited(response)
                         err = protocol.map_http_error(response.status_code, body, provider.id)
