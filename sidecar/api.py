@@ -6,6 +6,8 @@ import sys
 import uuid
 from typing import TYPE_CHECKING
 
+from msgspec import UNSET
+
 from . import PROTOCOL_VERSION, __version__
 from .engine import EventSink
 from .errors import SidecarError
@@ -22,9 +24,11 @@ from .types import (
     DiscoveredProvider,
     DiscoverParams,
     Empty,
+    HealthParams,
     ListModelsParams,
     ModelInfo,
     ProviderConfig,
+    ProviderHealth,
     ProviderIdParams,
     ProviderInfo,
     ProviderParams,
@@ -38,6 +42,8 @@ from .types import (
     StreamTextParams,
     TestConnectionParams,
     TestConnectionResult,
+    UsageStats,
+    UsageStatsParams,
 )
 
 if TYPE_CHECKING:
@@ -68,6 +74,7 @@ class Api:
             headers=cfg.headers,
             extra_body=cfg.extra_body,
             default_models=cfg.default_models,
+            limits=provider.limits or UNSET,
         )
 
     # --- streaming ----------------------------------------------------------------------
@@ -90,7 +97,15 @@ class Api:
         return AbortStreamResult(aborted=self.engine.abort(params.stream_id))
 
     async def complete_chat(self, ctx: RequestContext, params: StreamTextParams) -> CompleteChatResult:
-        return await self.engine.complete(await self.engine.prepare(params))
+        if not isinstance(params.stream_id, str):
+            return await self.engine.complete(await self.engine.prepare(params))
+        scope = self.engine.reserve(params.stream_id)  # so llm_abort_stream can cancel it too
+        try:
+            with scope:
+                return await self.engine.complete(await self.engine.prepare(params))
+            raise SidecarError("cancelled", "the request was cancelled")
+        finally:
+            self.engine.release(params.stream_id)
 
     # --- providers and models -----------------------------------------------------------
 
@@ -151,6 +166,19 @@ class Api:
         self, ctx: RequestContext, params: TestConnectionParams
     ) -> TestConnectionResult:
         return await self.engine.test_connection(params)
+
+    async def get_provider_health(self, ctx: RequestContext, params: HealthParams) -> list[ProviderHealth]:
+        if isinstance(params.provider, str):
+            ids = [self.registry.get(params.provider).id]  # unknown_provider
+        else:
+            ids = [p.id for p in self.registry.all()]
+        return self.app.health.snapshot(ids)
+
+    async def get_usage_stats(self, ctx: RequestContext, params: UsageStatsParams) -> UsageStats:
+        import anyio.to_thread
+
+        # in a worker thread: a long history must not hold up the streams on the event loop
+        return await anyio.to_thread.run_sync(self.app.usage.stats, params)
 
     # --- keys ---------------------------------------------------------------------------
 
@@ -221,6 +249,10 @@ METHODS: tuple[tuple[str, type | None, object, str], ...] = (
     ("get_active_provider", None, ActiveProvider | None, "The active provider and model, or null."),
     ("test_provider_connection", TestConnectionParams, TestConnectionResult,
      "Check a key and base URL with a cheap authenticated call."),
+    ("get_provider_health", HealthParams, list[ProviderHealth],
+     "Circuit state, counters, queue and latency percentiles of one provider, or of all."),
+    ("get_usage_stats", UsageStatsParams, UsageStats,
+     "Requests, errors, tokens, estimated cost and average latency since a date, in total and grouped."),
     ("save_api_key", SaveApiKeyParams, SaveApiKeyResult, "Save a key in the OS keychain."),
     ("get_api_key", ProviderParams, ApiKeyStatus, "Whether a key is available, and a preview; never the key."),
     ("delete_api_key", ProviderParams, DeletedResult, "Delete a saved key from the OS keychain."),

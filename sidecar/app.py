@@ -12,10 +12,12 @@ from .api import Api, method_table
 from .credentials import Credentials
 from .engine import Engine
 from .errors import SidecarError
+from .health import Health
 from .providers import Registry
 from .rpc import RpcError, RpcServer, protect_stdout
 from .settings import SettingsStore
 from .types import SidecarReady
+from .usage import UsageStore, catalog_prices
 
 DOMAIN_ERROR = -32000
 
@@ -33,6 +35,10 @@ class App:
         self.registry = Registry(self.settings)
         self.credentials = Credentials(keyring_service, self.settings)
         self.engine = Engine(self.registry, self.credentials, self.settings)
+        self.usage = UsageStore(data_dir, price=catalog_prices(self.registry))
+        self.engine.observers.append(self.usage.record)
+        self.health = Health()
+        self.engine.health = self.health
         self.api = Api(self)
 
     async def serve(self, *, drain_timeout: float, parent_pid: int | None) -> None:
@@ -42,7 +48,9 @@ class App:
         )
         ready = SidecarReady(version=__version__, protocol_version=PROTOCOL_VERSION, pid=os.getpid())
         self.engine.warm_up()
+        self.usage.warm_up()
         try:
             await server.serve(0, out_fd, ready=("sidecar-ready", ready))
         finally:
             await self.engine.aclose()
+            self.usage.close()

@@ -1,5 +1,11 @@
 """The built-in providers: data only. Every OpenAI-compatible service is one entry here,
-not a copy of the OpenAI code; differences are fields (headers, quirk flags)."""
+not a copy of the OpenAI code; differences are fields (headers, quirk flags).
+
+Prices are the providers' public list prices in USD per 1M tokens as published in October 2025
+(standard tier, short-context rate where a long prompt costs more; no batch or regional discounts).
+They only feed the usage log's cost *estimate*; None where not known with confidence, or where an
+alias (``-latest``) can move to a model with another price.
+"""
 
 from __future__ import annotations
 
@@ -25,11 +31,16 @@ BUILTIN: tuple[Provider, ...] = (
         api_key_env="OPENAI_API_KEY",
         max_tokens_field="max_completion_tokens",
         models=(
-            M("gpt-4.1", "GPT-4.1", 1_047_576, 32_768, tools=True, vision=True),
-            M("gpt-4.1-mini", "GPT-4.1 mini", 1_047_576, 32_768, tools=True, vision=True),
-            M("gpt-4o", "GPT-4o", 128_000, 16_384, tools=True, vision=True),
-            M("gpt-4o-mini", "GPT-4o mini", 128_000, 16_384, tools=True, vision=True),
-            M("o4-mini", "o4-mini", 200_000, 100_000, tools=True, vision=True, reasoning=True),
+            M("gpt-4.1", "GPT-4.1", 1_047_576, 32_768, tools=True, vision=True,
+              input_price=2.0, output_price=8.0, cached_input_price=0.5),
+            M("gpt-4.1-mini", "GPT-4.1 mini", 1_047_576, 32_768, tools=True, vision=True,
+              input_price=0.4, output_price=1.6, cached_input_price=0.1),
+            M("gpt-4o", "GPT-4o", 128_000, 16_384, tools=True, vision=True,
+              input_price=2.5, output_price=10.0, cached_input_price=1.25),
+            M("gpt-4o-mini", "GPT-4o mini", 128_000, 16_384, tools=True, vision=True,
+              input_price=0.15, output_price=0.6, cached_input_price=0.075),
+            M("o4-mini", "o4-mini", 200_000, 100_000, tools=True, vision=True, reasoning=True,
+              input_price=1.1, output_price=4.4, cached_input_price=0.275),
         ),
     ),
     Provider(
@@ -39,9 +50,13 @@ BUILTIN: tuple[Provider, ...] = (
         base_url="https://api.anthropic.com",
         api_key_env="ANTHROPIC_API_KEY",
         models=(
-            M("claude-sonnet-4-5", "Claude Sonnet 4.5", 200_000, 64_000, tools=True, vision=True, reasoning=True),
-            M("claude-opus-4-1", "Claude Opus 4.1", 200_000, 32_000, tools=True, vision=True, reasoning=True),
-            M("claude-haiku-4-5", "Claude Haiku 4.5", 200_000, 64_000, tools=True, vision=True, reasoning=True),
+            # cache reads at 0.1x input; cache writes (1.25x) are estimated at the input price
+            M("claude-sonnet-4-5", "Claude Sonnet 4.5", 200_000, 64_000, tools=True, vision=True, reasoning=True,
+              input_price=3.0, output_price=15.0, cached_input_price=0.3),
+            M("claude-opus-4-1", "Claude Opus 4.1", 200_000, 32_000, tools=True, vision=True, reasoning=True,
+              input_price=15.0, output_price=75.0, cached_input_price=1.5),
+            M("claude-haiku-4-5", "Claude Haiku 4.5", 200_000, 64_000, tools=True, vision=True, reasoning=True,
+              input_price=1.0, output_price=5.0, cached_input_price=0.1),
         ),
     ),
     Provider(
@@ -51,9 +66,13 @@ BUILTIN: tuple[Provider, ...] = (
         base_url="https://generativelanguage.googleapis.com/v1beta",
         api_key_env="GEMINI_API_KEY",
         models=(
-            M("gemini-2.5-pro", "Gemini 2.5 Pro", 1_048_576, 65_536, tools=True, vision=True, reasoning=True),
-            M("gemini-2.5-flash", "Gemini 2.5 Flash", 1_048_576, 65_536, tools=True, vision=True, reasoning=True),
-            M("gemini-2.5-flash-lite", "Gemini 2.5 Flash-Lite", 1_048_576, 65_536, tools=True, vision=True),
+            # text input; 2.5 Pro prompts over 200k tokens cost 2.50 / 15.00
+            M("gemini-2.5-pro", "Gemini 2.5 Pro", 1_048_576, 65_536, tools=True, vision=True, reasoning=True,
+              input_price=1.25, output_price=10.0),
+            M("gemini-2.5-flash", "Gemini 2.5 Flash", 1_048_576, 65_536, tools=True, vision=True, reasoning=True,
+              input_price=0.3, output_price=2.5),
+            M("gemini-2.5-flash-lite", "Gemini 2.5 Flash-Lite", 1_048_576, 65_536, tools=True, vision=True,
+              input_price=0.1, output_price=0.4),
         ),
     ),
     Provider(
@@ -63,9 +82,9 @@ BUILTIN: tuple[Provider, ...] = (
         base_url="https://api.cohere.com",
         api_key_env="COHERE_API_KEY",
         models=(
-            M("command-a-03-2025", "Command A", 256_000, 8_000, tools=True),
+            M("command-a-03-2025", "Command A", 256_000, 8_000, tools=True, input_price=2.5, output_price=10.0),
             M("command-a-reasoning-08-2025", "Command A Reasoning", 256_000, 32_000, tools=True, reasoning=True),
-            M("command-r-plus-08-2024", "Command R+", 128_000, 4_000, tools=True),
+            M("command-r-plus-08-2024", "Command R+", 128_000, 4_000, tools=True, input_price=2.5, output_price=10.0),
         ),
     ),
     Provider(
@@ -82,7 +101,10 @@ BUILTIN: tuple[Provider, ...] = (
         protocol="openai",
         base_url="https://api.fireworks.ai/inference/v1",
         api_key_env="FIREWORKS_API_KEY",
-        models=(M("accounts/fireworks/models/llama-v3p3-70b-instruct", "Llama 3.3 70B", 131_072, tools=True),),
+        models=(
+            M("accounts/fireworks/models/llama-v3p3-70b-instruct", "Llama 3.3 70B", 131_072, tools=True,
+              input_price=0.9, output_price=0.9),
+        ),
     ),
     Provider(
         id="perplexity",
@@ -91,9 +113,10 @@ BUILTIN: tuple[Provider, ...] = (
         base_url="https://api.perplexity.ai",
         api_key_env="PERPLEXITY_API_KEY",
         models=(
-            M("sonar", "Sonar", 128_000),
-            M("sonar-pro", "Sonar Pro", 200_000),
-            M("sonar-reasoning-pro", "Sonar Reasoning Pro", 128_000, reasoning=True),
+            # tokens only: Perplexity also charges per search request, which the estimate leaves out
+            M("sonar", "Sonar", 128_000, input_price=1.0, output_price=1.0),
+            M("sonar-pro", "Sonar Pro", 200_000, input_price=3.0, output_price=15.0),
+            M("sonar-reasoning-pro", "Sonar Reasoning Pro", 128_000, reasoning=True, input_price=2.0, output_price=8.0),
         ),
     ),
     Provider(
@@ -111,9 +134,11 @@ BUILTIN: tuple[Provider, ...] = (
         base_url="https://api.groq.com/openai/v1",
         api_key_env="GROQ_API_KEY",
         models=(
-            M("llama-3.3-70b-versatile", "Llama 3.3 70B", 131_072, 32_768, tools=True),
-            M("llama-3.1-8b-instant", "Llama 3.1 8B", 131_072, tools=True),
-            M("openai/gpt-oss-120b", "GPT-OSS 120B", 131_072, tools=True, reasoning=True),
+            M("llama-3.3-70b-versatile", "Llama 3.3 70B", 131_072, 32_768, tools=True,
+              input_price=0.59, output_price=0.79),
+            M("llama-3.1-8b-instant", "Llama 3.1 8B", 131_072, tools=True, input_price=0.05, output_price=0.08),
+            M("openai/gpt-oss-120b", "GPT-OSS 120B", 131_072, tools=True, reasoning=True,
+              input_price=0.15, output_price=0.75),
         ),
     ),
     Provider(
@@ -123,8 +148,9 @@ BUILTIN: tuple[Provider, ...] = (
         base_url="https://api.together.xyz/v1",
         api_key_env="TOGETHER_API_KEY",
         models=(
-            M("meta-llama/Llama-3.3-70B-Instruct-Turbo", "Llama 3.3 70B Turbo", 131_072, tools=True),
-            M("deepseek-ai/DeepSeek-R1", "DeepSeek R1", reasoning=True),
+            M("meta-llama/Llama-3.3-70B-Instruct-Turbo", "Llama 3.3 70B Turbo", 131_072, tools=True,
+              input_price=0.88, output_price=0.88),
+            M("deepseek-ai/DeepSeek-R1", "DeepSeek R1", reasoning=True, input_price=3.0, output_price=7.0),
         ),
     ),
     Provider(
@@ -134,8 +160,11 @@ BUILTIN: tuple[Provider, ...] = (
         base_url="https://api.deepseek.com/v1",
         api_key_env="DEEPSEEK_API_KEY",
         models=(
-            M("deepseek-chat", "DeepSeek Chat", 128_000, 8_192, tools=True),
-            M("deepseek-reasoner", "DeepSeek Reasoner", 128_000, 65_536, tools=True, reasoning=True),
+            # V3.2-Exp prices (from 2025-09-29), the same for both; cache hits 0.028
+            M("deepseek-chat", "DeepSeek Chat", 128_000, 8_192, tools=True,
+              input_price=0.28, output_price=0.42, cached_input_price=0.028),
+            M("deepseek-reasoner", "DeepSeek Reasoner", 128_000, 65_536, tools=True, reasoning=True,
+              input_price=0.28, output_price=0.42, cached_input_price=0.028),
         ),
     ),
     Provider(
@@ -145,7 +174,7 @@ BUILTIN: tuple[Provider, ...] = (
         base_url="https://api.mistral.ai/v1",
         api_key_env="MISTRAL_API_KEY",
         stream_usage=False,  # usage comes in the last chunk anyway
-        models=(
+        models=(  # no prices: the -latest aliases move between models with different prices
             M("mistral-large-latest", "Mistral Large", tools=True),
             M("mistral-small-latest", "Mistral Small", tools=True),
         ),
@@ -157,7 +186,10 @@ BUILTIN: tuple[Provider, ...] = (
         base_url="https://openrouter.ai/api/v1",
         api_key_env="OPENROUTER_API_KEY",
         headers={"X-Title": "llm-sidecar"},  # OpenRouter's app attribution; set HTTP-Referer with configure_provider
-        models=(M("openai/gpt-4o-mini", "GPT-4o mini (via OpenRouter)", 128_000, tools=True, vision=True),),
+        models=(
+            M("openai/gpt-4o-mini", "GPT-4o mini (via OpenRouter)", 128_000, tools=True, vision=True,
+              input_price=0.15, output_price=0.6),
+        ),
     ),
     Provider(
         id="xai",
@@ -166,8 +198,9 @@ BUILTIN: tuple[Provider, ...] = (
         base_url="https://api.x.ai/v1",
         api_key_env="XAI_API_KEY",
         models=(
-            M("grok-4", "Grok 4", 256_000, tools=True, vision=True, reasoning=True),
-            M("grok-3-mini", "Grok 3 mini", 131_072, tools=True, reasoning=True),
+            M("grok-4", "Grok 4", 256_000, tools=True, vision=True, reasoning=True,
+              input_price=3.0, output_price=15.0, cached_input_price=0.75),
+            M("grok-3-mini", "Grok 3 mini", 131_072, tools=True, reasoning=True, input_price=0.3, output_price=0.5),
         ),
     ),
     Provider(

@@ -7,7 +7,7 @@ from typing import Any
 
 from msgspec import UNSET
 
-from ..types import ModelInfo, Protocol, ProviderConfig
+from ..types import ModelInfo, Protocol, ProviderConfig, ProviderLimits
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,12 @@ class Model:
     tools: bool | None = None
     vision: bool | None = None
     reasoning: bool | None = None
+    input_price: float | None = None
+    """USD per 1M input tokens (list price; None: unknown or free)"""
+    output_price: float | None = None
+    """USD per 1M output tokens, reasoning tokens included"""
+    cached_input_price: float | None = None
+    """USD per 1M input tokens read from the provider's prompt cache; None: priced as input"""
 
     def info(self, provider: str) -> ModelInfo:
         def opt(v: Any) -> Any:
@@ -33,6 +39,9 @@ class Model:
             supports_tools=opt(self.tools),
             supports_vision=opt(self.vision),
             supports_reasoning=opt(self.reasoning),
+            input_price=opt(self.input_price),
+            output_price=opt(self.output_price),
+            cached_input_price=opt(self.cached_input_price),
         )
 
 
@@ -53,6 +62,8 @@ class Provider:
     """openai protocol: send stream_options.include_usage (a few servers reject it)"""
     max_tokens_field: str = "max_tokens"
     """openai protocol: OpenAI's own API wants ``max_completion_tokens`` (its reasoning models refuse the other)"""
+    limits: ProviderLimits | None = None
+    """the user's resilience settings (configure_provider)"""
     api_version: str | None = None
     """openai protocol, Azure style: deployment URLs, ``api-version`` query and ``api-key`` header"""
 
