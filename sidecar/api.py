@@ -11,6 +11,7 @@ from msgspec import UNSET
 from . import PROTOCOL_VERSION, __version__
 from .engine import EventSink
 from .errors import SidecarError
+from .loop import LoopManager
 from .providers import Provider, split_model
 from .rpc import MethodSpec, RequestContext
 from .types import (
@@ -18,6 +19,8 @@ from .types import (
     AbortStreamResult,
     ActiveProvider,
     ApiKeyStatus,
+    ChatLoopParams,
+    ChatLoopStarted,
     CompleteChatResult,
     ConfigureProviderParams,
     DeletedResult,
@@ -26,6 +29,8 @@ from .types import (
     Empty,
     HealthParams,
     ListModelsParams,
+    LoopIdParams,
+    LoopMessages,
     ModelInfo,
     ProviderConfig,
     ProviderHealth,
@@ -40,6 +45,8 @@ from .types import (
     SidecarInfo,
     StreamStarted,
     StreamTextParams,
+    SubmitToolResultsParams,
+    SubmitToolResultsResult,
     TestConnectionParams,
     TestConnectionResult,
     UsageStats,
@@ -56,6 +63,7 @@ class Api:
         self.engine = app.engine
         self.registry = app.registry
         self.credentials = app.credentials
+        self.loops = LoopManager(app.engine)
 
     def info(self, provider: Provider) -> ProviderInfo:
         cfg = provider.config()
@@ -92,6 +100,20 @@ class Api:
         sink = EventSink(stream_id, ctx.server.notify)
         ctx.spawn(lambda: self.engine.run_stream(prepared, sink, scope, ctx.responded))
         return StreamStarted(stream_id=stream_id)
+
+    async def llm_chat_loop_start(self, ctx: RequestContext, params: ChatLoopParams) -> ChatLoopStarted:
+        loop = await self.loops.open(params)
+        sink = EventSink(loop.stream_id, ctx.server.notify)
+        ctx.spawn(lambda: self.loops.run(loop, sink, ctx.responded, ctx.server.input_closed))
+        return ChatLoopStarted(loop_id=loop.loop_id, stream_id=loop.stream_id)
+
+    async def llm_submit_tool_results(
+        self, ctx: RequestContext, params: SubmitToolResultsParams
+    ) -> SubmitToolResultsResult:
+        return self.loops.submit(params)
+
+    async def llm_get_loop_messages(self, ctx: RequestContext, params: LoopIdParams) -> LoopMessages:
+        return self.loops.messages(params.loop_id)
 
     async def llm_abort_stream(self, ctx: RequestContext, params: AbortStreamParams) -> AbortStreamResult:
         return AbortStreamResult(aborted=self.engine.abort(params.stream_id))
@@ -236,6 +258,14 @@ METHODS: tuple[tuple[str, type | None, object, str], ...] = (
     ("llm_abort_stream", AbortStreamParams, AbortStreamResult,
      "Abort a stream; it ends with an error event of code cancelled."),
     ("complete_chat", StreamTextParams, CompleteChatResult, "Run a request to its end and return the whole answer."),
+    ("llm_chat_loop_start", ChatLoopParams, ChatLoopStarted,
+     "Start a tool loop: the sidecar streams step after step on llm-stream-<stream_id>, asking for tool "
+     "results (tool_calls_requested) until the model answers without tools, max_steps is reached, or it fails."),
+    ("llm_submit_tool_results", SubmitToolResultsParams, SubmitToolResultsResult,
+     "Answer a tool loop's tool_calls_requested with the results of all its calls; the loop goes on."),
+    ("llm_get_loop_messages", LoopIdParams, LoopMessages,
+     "A tool loop's conversation so far (input, assistant turns, tool results) and its state; ended loops "
+     "are kept for a while."),
     ("list_providers", None, list[ProviderInfo], "Built-in and custom providers, sorted by id."),
     ("llm_list_available_models", ListModelsParams, list[ModelInfo], "Models of one provider, or of all."),
     ("llm_register_custom_provider", ProviderConfig, ProviderInfo, "Add or replace a custom provider (persisted)."),

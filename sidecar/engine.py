@@ -21,6 +21,7 @@ import anyio
 import msgspec
 
 from . import __version__
+from .checks import JsonAnswer, check_request
 from .credentials import Credentials, redact
 from .errors import SidecarError
 from .policy import CONNECT_S, IDLE_S, Policy, backoff_ms, policy_for, retry_after_ms
@@ -195,6 +196,7 @@ class Engine:
         else:
             raise SidecarError("invalid_request", "no model given and no active provider set")
         provider = self.registry.get(provider_id)
+        check_request(params, provider, model)  # a bad schema; images for a model without vision
         if provider.protocol == "mock":
             if model not in mock_protocol.MODELS:
                 raise SidecarError("unknown_model", f"mock has no model {model!r}", provider="mock")
@@ -269,7 +271,8 @@ class Engine:
         backoff) and then handed to the next of ``fallback_models``; after output has been
         seen nothing is repeated, so the error ends the stream.
         """
-        run = _Run(emit, time.perf_counter())
+        answer = JsonAnswer.wanted(prepared.params)  # None (and no collecting) unless JSON is asked for
+        run = _Run(emit if answer is None else answer.wrap(emit), time.perf_counter())
         target = prepared
         fallbacks = [m for m in prepared.params.fallback_models or () if isinstance(m, str)]
         await emit(StartEvent(provider=target.provider.id, model=target.model_ref))
@@ -284,6 +287,8 @@ class Engine:
                             raise
                         target = await self._next_fallback(target, fallbacks, exc, run)
                         continue
+                    if answer is not None:
+                        answer.verify(done.finish_reason, target.provider.id)
                     outcome = run.outcome(target, done.finish_reason, None, done.usage)
                     return done
         except TimeoutError:
@@ -384,7 +389,7 @@ class Engine:
         provider = target.provider
         protocol = self._protocol(provider)
         request = protocol.encode_request(target.params, provider, target.model, target.api_key)
-        decoder = protocol.new_decoder(provider.id)
+        decoder = protocol.decoder_for(provider.id, target.params)
         import httpx
 
         emit = run.emit

@@ -7,9 +7,9 @@ Optional wire fields default to ``UNSET`` so they are left out of the JSON when 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from msgspec import UNSET, Struct, UnsetType
+from msgspec import UNSET, Meta, Struct, UnsetType
 
 
 class Wire(Struct, forbid_unknown_fields=True):
@@ -109,12 +109,17 @@ class StreamTextParams(Wire):
     system: str | UnsetType = UNSET
     tools: list[ToolDefinition] | UnsetType = UNSET
     tool_choice: Literal["auto", "none", "required"] | ToolChoiceName | UnsetType = UNSET
+    parallel_tool_calls: bool | UnsetType = UNSET
+    """false: at most one tool call per step (OpenAI ``parallel_tool_calls``, Anthropic
+    ``disable_parallel_tool_use``); Gemini, Ollama and Cohere have no such switch and ignore it"""
     temperature: float | UnsetType = UNSET
     top_p: float | UnsetType = UNSET
     max_tokens: int | UnsetType = UNSET
     stop: list[str] | UnsetType = UNSET
     seed: int | UnsetType = UNSET
     response_format: ResponseFormat | UnsetType = UNSET
+    """JSON answers: the final text is checked (against ``schema`` for json_schema); when it is not that
+    JSON the stream ends in an ``error`` with code ``protocol_error`` naming the first failing path"""
     reasoning: ReasoningOptions | UnsetType = UNSET
     provider_options: dict[str, Any] | UnsetType = UNSET
     """merged into the upstream request body as-is"""
@@ -167,7 +172,8 @@ class ErrorInfo(Wire):
     """when the upstream said how long to wait (Retry-After and the providers' reset headers)"""
 
 
-FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "other"]
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "other", "max_steps"]
+"""``max_steps`` only ends a tool loop (``llm_chat_loop_start``) whose model still called tools at its last step"""
 Protocol = Literal["openai", "anthropic", "gemini", "ollama", "cohere", "mock"]
 
 
@@ -238,6 +244,68 @@ class CompleteChatResult(Wire):
     finish_reason: FinishReason
     usage: Usage
     model: str
+
+
+# --- the tool loop (llm_chat_loop_start) ------------------------------------------------
+
+
+class ChatLoopParams(StreamTextParams):
+    """A request the sidecar runs step after step: the model calls tools, the frontend runs them."""
+
+    max_steps: Annotated[int, Meta(ge=1)] = 10
+    """model turns at most; when the last one still calls tools the loop ends with finish_reason max_steps"""
+    tool_timeout_ms: Annotated[int, Meta(ge=1)] = 600_000
+    """how long to wait for llm_submit_tool_results before ending with error timeout"""
+
+
+class ChatLoopStarted(Wire):
+    loop_id: str
+    stream_id: str
+    """the loop's events, all steps in one seq, come as llm-stream-<stream_id>"""
+
+
+class ToolCallRequest(Wire):
+    tool_call_id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+class ToolResult(Wire):
+    tool_call_id: str
+    content: str | list[ContentPart]
+    """text, or text and image parts"""
+    is_error: bool | UnsetType = UNSET
+
+
+class SubmitToolResultsParams(Wire):
+    loop_id: str
+    results: list[ToolResult]
+    """one per requested call, all at once, in any order"""
+
+
+class SubmitToolResultsResult(Wire):
+    accepted: bool
+
+
+class LoopIdParams(Wire):
+    loop_id: str
+
+
+LoopState = Literal["running", "waiting_for_tools", "done", "error", "cancelled"]
+
+
+class LoopMessages(Wire):
+    loop_id: str
+    stream_id: str
+    messages: list[Message]
+    """the input messages, then every finished step's assistant turn and its tool results"""
+    state: LoopState
+    step: int
+    """the step running or last run (1-based; 0 before the first starts)"""
+    pending_tool_calls: list[ToolCallRequest] | UnsetType = UNSET
+    """while waiting_for_tools: the calls whose results are awaited"""
+    error: ErrorInfo | UnsetType = UNSET
+    """when the loop ended with an error (or was cancelled)"""
 
 
 class ListModelsParams(Wire):
@@ -493,6 +561,20 @@ class ErrorEvent(Event, tag="error"):
     error: ErrorInfo
 
 
+class StepStartEvent(Event, tag="step_start"):
+    """Tool loops only: a model turn begins (1-based); its own start event follows."""
+
+    step: int
+
+
+class ToolCallsRequestedEvent(Event, tag="tool_calls_requested"):
+    """Tool loops only: run these and answer with llm_submit_tool_results; the loop waits."""
+
+    loop_id: str
+    step: int
+    calls: list[ToolCallRequest]
+
+
 StreamEvent = (
     StartEvent
     | TextDeltaEvent
@@ -507,6 +589,8 @@ StreamEvent = (
     | FallbackEvent
     | DoneEvent
     | ErrorEvent
+    | StepStartEvent
+    | ToolCallsRequestedEvent
 )
 
 TERMINAL_EVENTS = (DoneEvent, ErrorEvent)

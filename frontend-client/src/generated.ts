@@ -23,7 +23,9 @@ export type StreamEvent =
   | RetryEvent
   | FallbackEvent
   | DoneEvent
-  | ErrorEvent;
+  | ErrorEvent
+  | StepStartEvent
+  | ToolCallsRequestedEvent;
 export type ListProvidersResult = ProviderInfo[];
 export type ListAvailableModelsResult = ModelInfo[];
 export type DiscoverLocalProvidersResult = DiscoveredProvider[];
@@ -78,10 +80,88 @@ export interface RedactedReasoningPart {
   type: "redacted_reasoning";
   data: string;
 }
+/**
+ * A request the sidecar runs step after step: the model calls tools, the frontend runs them.
+ */
+export interface ChatLoopParams {
+  messages: Message[];
+  stream_id?: string;
+  model?: string;
+  system?: string;
+  tools?: ToolDefinition[];
+  tool_choice?: ("auto" | "none" | "required") | ToolChoiceName;
+  parallel_tool_calls?: boolean;
+  temperature?: number;
+  top_p?: number;
+  max_tokens?: number;
+  stop?: string[];
+  seed?: number;
+  response_format?: ResponseFormat;
+  reasoning?: ReasoningOptions;
+  provider_options?: {
+    [k: string]: unknown;
+  };
+  fallback_models?: string[];
+  timeout_ms?: number;
+  timeouts?: Timeouts;
+  retry?: RetryOptions;
+  cache?: boolean;
+  max_steps?: number;
+  tool_timeout_ms?: number;
+}
+export interface SystemMessage {
+  role: "system";
+  content: string;
+}
+export interface UserMessage {
+  role: "user";
+  content: string | ContentPart[];
+}
+export interface ToolMessage {
+  role: "tool";
+  tool_call_id: string;
+  content: string | ContentPart[];
+  is_error?: boolean;
+}
+export interface ToolDefinition {
+  name: string;
+  parameters: {
+    [k: string]: unknown;
+  };
+  description?: string;
+}
+export interface ToolChoiceName {
+  name: string;
+}
+export interface ResponseFormat {
+  type: "json_object" | "json_schema" | "text";
+  schema?: {
+    [k: string]: unknown;
+  };
+  name?: string;
+}
+export interface ReasoningOptions {
+  effort?: "high" | "low" | "medium";
+  budget_tokens?: number;
+}
+export interface Timeouts {
+  connect_ms?: number;
+  first_byte_ms?: number;
+  idle_ms?: number;
+  total_ms?: number;
+}
+export interface RetryOptions {
+  max_retries?: number;
+  max_delay_ms?: number;
+}
+export interface ChatLoopStarted {
+  loop_id: string;
+  stream_id: string;
+}
 export interface CompleteChatResult {
   content: string;
   parts: ContentPart[];
-  finish_reason: "content_filter" | "length" | "other" | "stop" | "tool_calls";
+  finish_reason: "content_filter" | "length" | "max_steps" | "other" | "stop" | "tool_calls";
   usage: Usage;
   model: string;
 }
@@ -118,16 +198,6 @@ export interface ProviderLimits {
   breaker_threshold?: number;
   breaker_cooldown_ms?: number;
 }
-export interface Timeouts {
-  connect_ms?: number;
-  first_byte_ms?: number;
-  idle_ms?: number;
-  total_ms?: number;
-}
-export interface RetryOptions {
-  max_retries?: number;
-  max_delay_ms?: number;
-}
 export interface DeletedResult {
   deleted: boolean;
 }
@@ -143,7 +213,7 @@ export interface DiscoveredProvider {
 }
 export interface DoneEvent {
   type: "done";
-  finish_reason: "content_filter" | "length" | "other" | "stop" | "tool_calls";
+  finish_reason: "content_filter" | "length" | "max_steps" | "other" | "stop" | "tool_calls";
   usage: Usage;
   model: string;
   latency_ms: number;
@@ -215,19 +285,24 @@ export interface ListModelsParams {
   provider?: string;
   refresh?: boolean;
 }
-export interface SystemMessage {
-  role: "system";
-  content: string;
+export interface LoopIdParams {
+  loop_id: string;
 }
-export interface UserMessage {
-  role: "user";
-  content: string | ContentPart[];
+export interface LoopMessages {
+  loop_id: string;
+  stream_id: string;
+  messages: Message[];
+  state: "cancelled" | "done" | "error" | "running" | "waiting_for_tools";
+  step: number;
+  pending_tool_calls?: ToolCallRequest[];
+  error?: ErrorInfo;
 }
-export interface ToolMessage {
-  role: "tool";
+export interface ToolCallRequest {
   tool_call_id: string;
-  content: string | ContentPart[];
-  is_error?: boolean;
+  name: string;
+  arguments: {
+    [k: string]: unknown;
+  };
 }
 export interface ModelInfo {
   id: string;
@@ -309,10 +384,6 @@ export interface ReasoningEndEvent {
   stream_id: string;
   seq: number;
 }
-export interface ReasoningOptions {
-  effort?: "high" | "low" | "medium";
-  budget_tokens?: number;
-}
 export interface RedactedReasoningEvent {
   type: "redacted_reasoning";
   data: string;
@@ -321,13 +392,6 @@ export interface RedactedReasoningEvent {
 }
 export interface RemovedResult {
   removed: boolean;
-}
-export interface ResponseFormat {
-  type: "json_object" | "json_schema" | "text";
-  schema?: {
-    [k: string]: unknown;
-  };
-  name?: string;
 }
 export interface RetryEvent {
   type: "retry";
@@ -391,6 +455,15 @@ export interface StartEvent {
   stream_id: string;
   seq: number;
 }
+/**
+ * Tool loops only: a model turn begins (1-based); its own start event follows.
+ */
+export interface StepStartEvent {
+  type: "step_start";
+  step: number;
+  stream_id: string;
+  seq: number;
+}
 export interface TextDeltaEvent {
   type: "text_delta";
   text: string;
@@ -433,6 +506,17 @@ export interface UsageEvent {
   stream_id: string;
   seq: number;
 }
+/**
+ * Tool loops only: run these and answer with llm_submit_tool_results; the loop waits.
+ */
+export interface ToolCallsRequestedEvent {
+  type: "tool_calls_requested";
+  loop_id: string;
+  step: number;
+  calls: ToolCallRequest[];
+  stream_id: string;
+  seq: number;
+}
 export interface StreamStarted {
   stream_id: string;
 }
@@ -443,6 +527,7 @@ export interface StreamTextParams {
   system?: string;
   tools?: ToolDefinition[];
   tool_choice?: ("auto" | "none" | "required") | ToolChoiceName;
+  parallel_tool_calls?: boolean;
   temperature?: number;
   top_p?: number;
   max_tokens?: number;
@@ -459,15 +544,17 @@ export interface StreamTextParams {
   retry?: RetryOptions;
   cache?: boolean;
 }
-export interface ToolDefinition {
-  name: string;
-  parameters: {
-    [k: string]: unknown;
-  };
-  description?: string;
+export interface SubmitToolResultsParams {
+  loop_id: string;
+  results: ToolResult[];
 }
-export interface ToolChoiceName {
-  name: string;
+export interface ToolResult {
+  tool_call_id: string;
+  content: string | ContentPart[];
+  is_error?: boolean;
+}
+export interface SubmitToolResultsResult {
+  accepted: boolean;
 }
 export interface TestConnectionParams {
   provider: string;
@@ -528,6 +615,18 @@ export interface SidecarMethods {
    * Run a request to its end and return the whole answer.
    */
   complete_chat: { params: StreamTextParams; result: CompleteChatResult };
+  /**
+   * Start a tool loop: the sidecar streams step after step on llm-stream-<stream_id>, asking for tool results (tool_calls_requested) until the model answers without tools, max_steps is reached, or it fails.
+   */
+  llm_chat_loop_start: { params: ChatLoopParams; result: ChatLoopStarted };
+  /**
+   * Answer a tool loop's tool_calls_requested with the results of all its calls; the loop goes on.
+   */
+  llm_submit_tool_results: { params: SubmitToolResultsParams; result: SubmitToolResultsResult };
+  /**
+   * A tool loop's conversation so far (input, assistant turns, tool results) and its state; ended loops are kept for a while.
+   */
+  llm_get_loop_messages: { params: LoopIdParams; result: LoopMessages };
   /**
    * Built-in and custom providers, sorted by id.
    */
@@ -609,6 +708,9 @@ export const SIDECAR_METHODS = {
   streamText: { method: "llm_stream_text", params: "required" },
   abortStream: { method: "llm_abort_stream", params: "required" },
   completeChat: { method: "complete_chat", params: "required" },
+  chatLoopStart: { method: "llm_chat_loop_start", params: "required" },
+  submitToolResults: { method: "llm_submit_tool_results", params: "required" },
+  getLoopMessages: { method: "llm_get_loop_messages", params: "required" },
   listProviders: { method: "list_providers", params: "none" },
   listAvailableModels: { method: "llm_list_available_models", params: "optional" },
   registerCustomProvider: { method: "llm_register_custom_provider", params: "required" },
@@ -648,6 +750,24 @@ export interface SidecarMethodFunctions<Options> {
    * Wire method `complete_chat`.
    */
   completeChat(params: StreamTextParams, options?: Options): Promise<CompleteChatResult>;
+  /**
+   * Start a tool loop: the sidecar streams step after step on llm-stream-<stream_id>, asking for tool results (tool_calls_requested) until the model answers without tools, max_steps is reached, or it fails.
+   *
+   * Wire method `llm_chat_loop_start`.
+   */
+  chatLoopStart(params: ChatLoopParams, options?: Options): Promise<ChatLoopStarted>;
+  /**
+   * Answer a tool loop's tool_calls_requested with the results of all its calls; the loop goes on.
+   *
+   * Wire method `llm_submit_tool_results`.
+   */
+  submitToolResults(params: SubmitToolResultsParams, options?: Options): Promise<SubmitToolResultsResult>;
+  /**
+   * A tool loop's conversation so far (input, assistant turns, tool results) and its state; ended loops are kept for a while.
+   *
+   * Wire method `llm_get_loop_messages`.
+   */
+  getLoopMessages(params: LoopIdParams, options?: Options): Promise<LoopMessages>;
   /**
    * Built-in and custom providers, sorted by id.
    *

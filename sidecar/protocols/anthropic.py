@@ -16,8 +16,19 @@ Choices where the API allows several readings:
   is a length limit (``length``).
 - Reasoning parts without a signature are not sent back: Anthropic refuses a thinking block whose
   signature it cannot verify (such parts come from another provider's model).
-- ``seed`` and ``response_format`` have no Messages API counterpart and are not sent;
-  ``provider_options`` can add anything the API grows.
+- ``response_format`` (``json_object`` / ``json_schema``): the Messages API has no JSON mode, so the
+  answer is asked for as a tool call, Anthropic's documented way to get JSON: one extra tool, ``json_response``,
+  whose ``input_schema`` is the schema (``{"type": "object"}`` for json_object; a schema must describe an
+  object, as a tool input always is one), chosen with ``tool_choice``. Without other tools it is forced
+  (``{"type": "tool"}``); next to the caller's tools the choice is ``any``, so the model either calls one of
+  them or answers through ``json_response``; with thinking on it is ``auto`` (Anthropic refuses a forced
+  choice then). The decoder (made for the request, ``request_decoder``) turns that call back into text: its
+  input's JSON goes out as ``text_delta`` events as it streams, no tool-call events, and a ``tool_use``
+  stop with no other call finishes as ``stop``, so the frontend sees the JSON as the answer. Plain text the
+  model writes around it (possible only under ``auto``) is held back: dropped once the JSON tool is called,
+  relayed at the end otherwise (the engine then validates it like any answer).
+- ``parallel_tool_calls: false`` is ``disable_parallel_tool_use`` on the tool choice (``auto`` when none given).
+- ``seed`` has no Messages API counterpart and is not sent; ``provider_options`` can add anything the API grows.
 """
 
 from __future__ import annotations
@@ -65,6 +76,8 @@ MIN_THINKING_BUDGET = 1024
 """Anthropic's lower bound for ``budget_tokens``"""
 EFFORT_BUDGET = {"low": 2048, "medium": 8192, "high": 16_384}
 TOOL_CHOICE = {"auto": "auto", "none": "none", "required": "any"}
+JSON_TOOL = "json_response"
+"""the tool whose input is the answer when response_format asks for JSON (module docstring)"""
 
 
 def _cache_control() -> dict[str, str]:
@@ -240,6 +253,51 @@ def _limits(params: StreamTextParams, provider: Provider, model: str) -> tuple[i
     return max_tokens, budget
 
 
+def wants_json(params: StreamTextParams) -> bool:
+    rf = params.response_format
+    return not isinstance(rf, msgspec.UnsetType) and rf.type != "text"
+
+
+def _json_tool(params: StreamTextParams) -> dict[str, Any]:
+    """The tool that carries a JSON answer: its input schema is the answer's."""
+    rf = params.response_format
+    assert not isinstance(rf, msgspec.UnsetType)
+    schema: dict[str, Any] = {"type": "object"}
+    if rf.type == "json_schema" and isinstance(rf.schema, dict):
+        kind = rf.schema.get("type", "object")
+        if kind != "object":
+            raise SidecarError(
+                "invalid_request",
+                f"response_format: Anthropic answers JSON through a tool call, whose input is always an object; "
+                f"the schema's type must be 'object', not {kind!r}",
+            )
+        schema = {"type": "object", **rf.schema}
+    what = f" ({rf.name})" if isinstance(rf.name, str) and rf.name else ""
+    return {"name": JSON_TOOL, "input_schema": schema,
+            "description": f"Give your final answer{what} by calling this tool: its input is the answer."}
+
+
+def _tool_choice(params: StreamTextParams, json_mode: bool, user_tools: bool, thinking: bool) -> dict[str, Any] | None:
+    """Anthropic's tool_choice; ``None``: leave it out (the API's default, auto)."""
+    choice = params.tool_choice
+    wire: dict[str, Any] | None = None
+    if isinstance(choice, ToolChoiceName):
+        wire = {"type": "tool", "name": choice.name}
+    elif json_mode:
+        if thinking:
+            wire = {"type": "auto"}  # forced tool use is refused with thinking
+        elif user_tools and choice != "none":
+            wire = {"type": "any"}  # call a tool, or answer through the JSON tool
+        else:
+            wire = {"type": "tool", "name": JSON_TOOL}
+    elif isinstance(choice, str):
+        wire = {"type": TOOL_CHOICE[choice]}
+    if params.parallel_tool_calls is False and (wire is None or wire["type"] != "none"):
+        wire = {"type": "auto"} if wire is None else wire
+        wire["disable_parallel_tool_use"] = True
+    return wire
+
+
 def encode_body(params: StreamTextParams, provider: Provider, model: str, *, stream: bool = True) -> dict[str, Any]:
     system, messages = encode_messages(params)
     max_tokens, budget = _limits(params, provider, model)
@@ -248,23 +306,28 @@ def encode_body(params: StreamTextParams, provider: Provider, model: str, *, str
     if system:
         text = "\n\n".join(system)
         body["system"] = [{"type": "text", "text": text, "cache_control": _cache_control()}] if cache else text
-    if isinstance(params.tools, list) and params.tools:
-        tools: list[dict[str, Any]] = [
-            {
-                "name": t.name,
-                **({"description": t.description} if isinstance(t.description, str) else {}),
-                "input_schema": t.parameters,
-            }
-            for t in params.tools
-        ]
+    json_mode = wants_json(params)
+    tools: list[dict[str, Any]] = [
+        {
+            "name": t.name,
+            **({"description": t.description} if isinstance(t.description, str) else {}),
+            "input_schema": t.parameters,
+        }
+        for t in (params.tools if isinstance(params.tools, list) else ())
+    ]
+    user_tools = bool(tools)
+    if json_mode:
+        if any(t["name"] == JSON_TOOL for t in tools):
+            raise SidecarError("invalid_request", f"a tool named {JSON_TOOL!r} clashes with response_format's "
+                                                  "(Anthropic gets JSON through a tool of that name)")
+        tools.append(_json_tool(params))
+    if tools:
         if cache:
             tools[-1]["cache_control"] = _cache_control()
         body["tools"] = tools
-        choice = params.tool_choice
-        if isinstance(choice, ToolChoiceName):
-            body["tool_choice"] = {"type": "tool", "name": choice.name}
-        elif isinstance(choice, str):
-            body["tool_choice"] = {"type": TOOL_CHOICE[choice]}
+        choice = _tool_choice(params, json_mode, user_tools, budget is not None)
+        if choice is not None:
+            body["tool_choice"] = choice
     if cache:
         _mark_last_user_turn(messages)
     if budget is not None:
@@ -429,7 +492,7 @@ class _Open:
 
     def __init__(self, kind: str, id_: str = "", name: str = "", input_: Any = None) -> None:
         self.kind = kind
-        """text, thinking, tool_use, or skip (server-side and unknown blocks)"""
+        """text, thinking, tool_use, json (the JSON answer's tool), or skip (server-side and unknown blocks)"""
         self.id = id_
         self.name = name
         self.input = input_
@@ -441,7 +504,7 @@ class Decoder:
     """Messages API events to contract events. Content blocks are keyed by their ``index``; a tool call
     is announced at its block start and completed, with parsed arguments, at its block stop."""
 
-    def __init__(self, provider: str = "anthropic") -> None:
+    def __init__(self, provider: str = "anthropic", *, json_tool: str | None = None) -> None:
         self.provider = provider
         self.finish_reason: FinishReason | None = None
         self.usage: Usage | None = None
@@ -451,6 +514,11 @@ class Decoder:
         self._calls = 0
         self._blocks = 0
         """content blocks started so far: the index of one that comes without its own"""
+        self._json_tool = json_tool
+        """JSON mode: calls of this tool are the answer, relayed as text (module docstring)"""
+        self._held: list[str] | None = [] if json_tool else None
+        """JSON mode: plain text, held back until it is known whether the JSON tool is called"""
+        self._json_called = False
 
     def feed(self, event: str, data: str) -> list[Event]:
         try:
@@ -475,6 +543,8 @@ class Decoder:
             self._add_usage(ev.usage)
             if ev.delta is not None and ev.delta.stop_reason:
                 self.finish_reason = FINISH.get(ev.delta.stop_reason, "other")
+                if self.finish_reason == "tool_calls" and self._json_called and not self._calls:
+                    self.finish_reason = "stop"  # the only call was the answer
         elif kind == "message_stop":
             self.complete = True
         elif kind == "error" or event == "error":
@@ -498,7 +568,7 @@ class Decoder:
         if b.type == "text":
             self._open[index] = _Open("text")
             if b.text:
-                out.append(TextDeltaEvent(text=b.text))
+                self._text(b.text, out)
         elif b.type == "thinking":
             block = self._open[index] = _Open("thinking")
             block.signature = b.signature or ""
@@ -507,6 +577,11 @@ class Decoder:
         elif b.type == "redacted_thinking":
             if b.data:
                 out.append(RedactedReasoningEvent(data=b.data))
+        elif b.type == "tool_use" and self._json_tool is not None and b.name == self._json_tool:
+            self._open[index] = _Open("json", input_=b.input)
+            self._json_called = True
+            if self._held:
+                self._held.clear()  # words around the JSON answer are not part of it
         elif b.type == "tool_use":
             call_id = b.id or f"toolu_{index}"
             self._open[index] = _Open("tool_use", call_id, b.name or "", b.input)
@@ -523,7 +598,7 @@ class Decoder:
         block = self._open.get(index)
         if d.type == "text_delta":
             if d.text and (block is None or block.kind != "skip"):
-                out.append(TextDeltaEvent(text=d.text))
+                self._text(d.text, out)
         elif d.type == "thinking_delta":
             if block is None:  # a delta whose start was not seen: still close it with reasoning_end
                 block = self._open[index] = _Open("thinking")
@@ -532,14 +607,28 @@ class Decoder:
         elif d.type == "signature_delta":
             if block is not None and block.kind == "thinking" and d.signature:
                 block.signature = d.signature
-        elif d.type == "input_json_delta" and block is not None and block.kind == "tool_use" and d.partial_json:
-            block.args.append(d.partial_json)
-            out.append(ToolCallDeltaEvent(tool_call_id=block.id, arguments_delta=d.partial_json))
+        elif d.type == "input_json_delta" and block is not None and d.partial_json:
+            if block.kind == "tool_use":
+                block.args.append(d.partial_json)
+                out.append(ToolCallDeltaEvent(tool_call_id=block.id, arguments_delta=d.partial_json))
+            elif block.kind == "json":
+                block.args.append(d.partial_json)
+                out.append(TextDeltaEvent(text=d.partial_json))
         # citations_delta, compaction_delta, and delta types added later carry no text
+
+    def _text(self, text: str, out: list[Event]) -> None:
+        if self._held is None:
+            out.append(TextDeltaEvent(text=text))
+        elif not self._json_called:
+            self._held.append(text)
+        # JSON mode, after the JSON answer: nothing else is the answer
 
     def _close(self, block: _Open, out: list[Event]) -> None:
         if block.kind == "thinking":
             out.append(ReasoningEndEvent(signature=block.signature) if block.signature else ReasoningEndEvent())
+        elif block.kind == "json":
+            if not block.args:  # nothing streamed: the whole input came in the block start, or none
+                out.append(TextDeltaEvent(text=msgspec.json.encode(block.input or {}).decode()))
         elif block.kind == "tool_use":
             if not block.args and isinstance(block.input, dict) and block.input:
                 # a whole input in the block start (some compatible servers): nothing was streamed
@@ -573,9 +662,17 @@ class Decoder:
         for index in sorted(self._open):
             self._close(self._open[index], out)
         self._open.clear()
+        if self._held:  # JSON mode without the JSON tool: the text is the answer
+            out.append(TextDeltaEvent(text="".join(self._held)))
+            self._held.clear()
         if self.finish_reason is None and self._calls:
             self.finish_reason = "tool_calls"
         return out
+
+
+def request_decoder(provider: str, params: StreamTextParams) -> Decoder:
+    """The decoder for one request: in JSON mode it relays the JSON tool's input as text."""
+    return Decoder(provider, json_tool=JSON_TOOL if wants_json(params) else None)
 
 
 def _loose_error(data: str) -> Any:
@@ -595,4 +692,5 @@ PROTOCOL = WireProtocol(
     map_http_error=map_http_error,
     models_request=models_request,
     parse_models=parse_models,
+    request_decoder=request_decoder,
 )

@@ -56,6 +56,14 @@ class WireProtocol:
     """the provider's model list: also the cheapest authenticated round trip, for connection tests"""
     parse_models: Callable[[bytes], list[Model]]
     """the models in a successful ``models_request`` answer; ProtocolError-free: skip what does not parse"""
+    request_decoder: Callable[[str, StreamTextParams], StreamDecoder] | None = None
+    """a decoder that depends on the request (Anthropic's JSON answer sent as a tool call); default ``new_decoder``"""
+
+    def decoder_for(self, provider: str, params: StreamTextParams) -> StreamDecoder:
+        """The decoder for one request's stream."""
+        if self.request_decoder is not None:
+            return self.request_decoder(provider, params)
+        return self.new_decoder(provider)
 
 
 def tool_call_event(call_id: str, name: str, raw: str) -> ToolCallEvent:

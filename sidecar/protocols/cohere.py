@@ -6,6 +6,10 @@ The tool plan (``tool-plan-delta``: "I will use the weather tool to ...") is rel
 it is the model's reasoning about the calls, not part of the answer (the contract's text deltas
 must add up to the answer), and an app that keeps it as a reasoning part sends it back, where
 Cohere wants it, as the ``tool_plan`` of the assistant message holding the calls.
+
+``response_format`` is Cohere's own (``json_object`` with the schema as ``json_schema``); ``reasoning`` is
+``thinking`` (a ``token_budget`` when given). Cohere has no switch for parallel tool calls:
+``parallel_tool_calls`` is not sent. Images go as ``image_url`` items (a URL, or base64 as a data: URL).
 """
 
 from __future__ import annotations

@@ -29,7 +29,11 @@ Decisions worth knowing:
 - ``reasoning.effort`` low/medium/high is a thinking budget of 1024/8192/24576 tokens (Google's own
   mapping for its OpenAI-compatible endpoint), ``budget_tokens`` is sent as it is; thoughts are
   always requested when ``reasoning`` is given.
-- Tool schemas and ``response_format`` schemas are cut down to the OpenAPI subset Gemini accepts.
+- Tool schemas and ``response_format`` schemas are cut down to the OpenAPI subset Gemini accepts;
+  ``response_format`` is ``responseMimeType: application/json`` plus ``responseSchema``.
+- ``parallel_tool_calls`` has no Gemini counterpart (functionCallingConfig has no such switch) and is not sent.
+- Images: base64 ``data`` (or a ``data:`` URL) is ``inlineData``; any other URL is ``fileData.fileUri``,
+  which the API fetches itself (Files API URIs, and public or signed HTTPS URLs).
 - ``provider.extra_body`` and then ``provider_options`` are merged into the body, objects key by
   key (``{"generationConfig": {"topK": 3}}`` adds to the generationConfig, it does not replace it).
 """

@@ -3,6 +3,10 @@
 Chosen over Ollama's OpenAI-compatible ``/v1`` because only the native API takes ``think``,
 ``format`` as a JSON schema and every runtime ``options`` knob (``num_ctx``, ``top_k``, ...),
 and because its tool calls arrive whole, with ``arguments`` as an object.
+
+``response_format`` is ``format`` (the schema itself, or ``"json"``); ``reasoning`` is ``think`` (the
+effort level, which gpt-oss takes, or ``true``). Ollama has no tool_choice and no switch for parallel tool
+calls: ``parallel_tool_calls`` is not sent. Images go as base64 only (Ollama fetches no URL).
 """
 
 from __future__ import annotations

@@ -1,5 +1,13 @@
 """The OpenAI chat-completions protocol, spoken by OpenAI and every compatible server
-(Groq, Together, DeepSeek, Mistral, OpenRouter, xAI, LM Studio, vLLM, llama.cpp, ...)."""
+(Groq, Together, DeepSeek, Mistral, OpenRouter, xAI, LM Studio, vLLM, llama.cpp, ...).
+
+- ``response_format`` goes as OpenAI's own ``response_format`` (``json_schema`` with the schema, not
+  ``strict``: strict mode refuses schemas that leave properties optional; add it with provider_options).
+- ``reasoning.effort`` is ``reasoning_effort``; ``budget_tokens`` has no chat-completions counterpart.
+- ``parallel_tool_calls`` is sent only next to tools (OpenAI refuses it without them).
+- Cached prompt tokens come back in ``usage.prompt_tokens_details.cached_tokens`` (DeepSeek:
+  ``prompt_cache_hit_tokens``) as ``cached_input_tokens``; caching itself is automatic, ``cache`` sends nothing.
+"""
 
 from __future__ import annotations
 
@@ -55,10 +63,16 @@ def _text_of(content: str | list[ContentPart]) -> str:
 
 
 def encode_messages(params: StreamTextParams) -> list[dict[str, Any]]:
+    """Chat messages. A tool message can hold only text, so the images of tool results (a screenshot
+    tool's) follow in one user message after the run of tool messages, which must stay together."""
     out: list[dict[str, Any]] = []
+    tool_images: list[dict[str, Any]] = []
     if isinstance(params.system, str):
         out.append({"role": "system", "content": params.system})
     for msg in params.messages:
+        if tool_images and not isinstance(msg, ToolMessage):
+            out.append({"role": "user", "content": tool_images})
+            tool_images = []
         if isinstance(msg, SystemMessage):
             out.append({"role": "system", "content": msg.content})
         elif isinstance(msg, UserMessage):
@@ -94,6 +108,10 @@ def encode_messages(params: StreamTextParams) -> list[dict[str, Any]]:
             out.append(entry)
         elif isinstance(msg, ToolMessage):
             out.append({"role": "tool", "tool_call_id": msg.tool_call_id, "content": _text_of(msg.content)})
+            if not isinstance(msg.content, str):
+                tool_images += [_image_url(p) for p in msg.content if isinstance(p, ImagePart)]
+    if tool_images:
+        out.append({"role": "user", "content": tool_images})
     return out
 
 
@@ -113,6 +131,8 @@ def encode_body(params: StreamTextParams, provider: Provider, model: str, *, str
             }
             for t in params.tools
         ]
+        if isinstance(params.parallel_tool_calls, bool):  # refused by OpenAI when there are no tools
+            body["parallel_tool_calls"] = params.parallel_tool_calls
     if isinstance(params.tool_choice, ToolChoiceName):
         body["tool_choice"] = {"type": "function", "function": {"name": params.tool_choice.name}}
     elif isinstance(params.tool_choice, str):

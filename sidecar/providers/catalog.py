@@ -5,6 +5,9 @@ Prices are the providers' public list prices in USD per 1M tokens as published i
 (standard tier, short-context rate where a long prompt costs more; no batch or regional discounts).
 They only feed the usage log's cost *estimate*; None where not known with confidence, or where an
 alias (``-latest``) can move to a model with another price.
+
+``vision=False`` only where the model is known to take text only: a request with images for it is
+refused before the network (``invalid_request``); None (unknown) lets the request through.
 """
 
 from __future__ import annotations
@@ -82,9 +85,12 @@ BUILTIN: tuple[Provider, ...] = (
         base_url="https://api.cohere.com",
         api_key_env="COHERE_API_KEY",
         models=(
-            M("command-a-03-2025", "Command A", 256_000, 8_000, tools=True, input_price=2.5, output_price=10.0),
-            M("command-a-reasoning-08-2025", "Command A Reasoning", 256_000, 32_000, tools=True, reasoning=True),
-            M("command-r-plus-08-2024", "Command R+", 128_000, 4_000, tools=True, input_price=2.5, output_price=10.0),
+            M("command-a-03-2025", "Command A", 256_000, 8_000, tools=True, vision=False,
+              input_price=2.5, output_price=10.0),
+            M("command-a-reasoning-08-2025", "Command A Reasoning", 256_000, 32_000, tools=True, vision=False,
+              reasoning=True),
+            M("command-r-plus-08-2024", "Command R+", 128_000, 4_000, tools=True, vision=False,
+              input_price=2.5, output_price=10.0),
         ),
     ),
     Provider(
@@ -102,7 +108,7 @@ BUILTIN: tuple[Provider, ...] = (
         base_url="https://api.fireworks.ai/inference/v1",
         api_key_env="FIREWORKS_API_KEY",
         models=(
-            M("accounts/fireworks/models/llama-v3p3-70b-instruct", "Llama 3.3 70B", 131_072, tools=True,
+            M("accounts/fireworks/models/llama-v3p3-70b-instruct", "Llama 3.3 70B", 131_072, tools=True, vision=False,
               input_price=0.9, output_price=0.9),
         ),
     ),
@@ -134,10 +140,11 @@ BUILTIN: tuple[Provider, ...] = (
         base_url="https://api.groq.com/openai/v1",
         api_key_env="GROQ_API_KEY",
         models=(
-            M("llama-3.3-70b-versatile", "Llama 3.3 70B", 131_072, 32_768, tools=True,
+            M("llama-3.3-70b-versatile", "Llama 3.3 70B", 131_072, 32_768, tools=True, vision=False,
               input_price=0.59, output_price=0.79),
-            M("llama-3.1-8b-instant", "Llama 3.1 8B", 131_072, tools=True, input_price=0.05, output_price=0.08),
-            M("openai/gpt-oss-120b", "GPT-OSS 120B", 131_072, tools=True, reasoning=True,
+            M("llama-3.1-8b-instant", "Llama 3.1 8B", 131_072, tools=True, vision=False,
+              input_price=0.05, output_price=0.08),
+            M("openai/gpt-oss-120b", "GPT-OSS 120B", 131_072, tools=True, vision=False, reasoning=True,
               input_price=0.15, output_price=0.75),
         ),
     ),
@@ -148,9 +155,10 @@ BUILTIN: tuple[Provider, ...] = (
         base_url="https://api.together.xyz/v1",
         api_key_env="TOGETHER_API_KEY",
         models=(
-            M("meta-llama/Llama-3.3-70B-Instruct-Turbo", "Llama 3.3 70B Turbo", 131_072, tools=True,
+            M("meta-llama/Llama-3.3-70B-Instruct-Turbo", "Llama 3.3 70B Turbo", 131_072, tools=True, vision=False,
               input_price=0.88, output_price=0.88),
-            M("deepseek-ai/DeepSeek-R1", "DeepSeek R1", reasoning=True, input_price=3.0, output_price=7.0),
+            M("deepseek-ai/DeepSeek-R1", "DeepSeek R1", vision=False, reasoning=True,
+              input_price=3.0, output_price=7.0),
         ),
     ),
     Provider(
@@ -161,9 +169,9 @@ BUILTIN: tuple[Provider, ...] = (
         api_key_env="DEEPSEEK_API_KEY",
         models=(
             # V3.2-Exp prices (from 2025-09-29), the same for both; cache hits 0.028
-            M("deepseek-chat", "DeepSeek Chat", 128_000, 8_192, tools=True,
+            M("deepseek-chat", "DeepSeek Chat", 128_000, 8_192, tools=True, vision=False,
               input_price=0.28, output_price=0.42, cached_input_price=0.028),
-            M("deepseek-reasoner", "DeepSeek Reasoner", 128_000, 65_536, tools=True, reasoning=True,
+            M("deepseek-reasoner", "DeepSeek Reasoner", 128_000, 65_536, tools=True, vision=False, reasoning=True,
               input_price=0.28, output_price=0.42, cached_input_price=0.028),
         ),
     ),
@@ -200,7 +208,8 @@ BUILTIN: tuple[Provider, ...] = (
         models=(
             M("grok-4", "Grok 4", 256_000, tools=True, vision=True, reasoning=True,
               input_price=3.0, output_price=15.0, cached_input_price=0.75),
-            M("grok-3-mini", "Grok 3 mini", 131_072, tools=True, reasoning=True, input_price=0.3, output_price=0.5),
+            M("grok-3-mini", "Grok 3 mini", 131_072, tools=True, vision=False, reasoning=True,
+              input_price=0.3, output_price=0.5),
         ),
     ),
     Provider(

@@ -111,6 +111,11 @@ class RpcServer:
         self._inflight = 0
         self._idle = anyio.Event()
         self.stopping = False
+        self.input_closed = anyio.Event()
+        """Set once stdin has ended and every request read from it was answered: no request can come any
+        more, so work that waits for one (a tool loop waiting for results) can give up."""
+        self._eof = False
+        self._answering = 0
 
     # --- public surface for methods -------------------------------------------------
 
@@ -155,7 +160,11 @@ class RpcServer:
                 self._tg = tg
                 async with recv:
                     async for line in recv:
-                        self.spawn(lambda line=line: self._handle_line(line))  # type: ignore[misc]
+                        self._answering += 1
+                        self.spawn(lambda line=line: self._answer(line))  # type: ignore[misc]
+                self._eof = True
+                if self._answering == 0:
+                    self.input_closed.set()
                 log.debug("stdin closed; draining %d task(s)", self._inflight)
                 if self._inflight:
                     with anyio.move_on_after(self._drain_timeout):
@@ -177,6 +186,14 @@ class RpcServer:
             if self._inflight == 0:
                 self._idle.set()
                 self._idle = anyio.Event()
+
+    async def _answer(self, line: bytes | _Marker) -> None:
+        try:
+            await self._handle_line(line)
+        finally:
+            self._answering -= 1
+            if self._eof and self._answering == 0:
+                self.input_closed.set()
 
     async def _handle_line(self, line: bytes | _Marker) -> None:
         assert self._writer is not None
