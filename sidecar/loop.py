@@ -39,9 +39,12 @@ from .types import (
     SubmitToolResultsParams,
     SubmitToolResultsResult,
     TextPart,
+    ToolCallDeltaEvent,
+    ToolCallEvent,
     ToolCallPart,
     ToolCallRequest,
     ToolCallsRequestedEvent,
+    ToolCallStartEvent,
     ToolMessage,
     Usage,
 )
@@ -145,8 +148,17 @@ class LoopManager:
                 msgspec.structs.replace(loop.params, messages=list(loop.messages)))
             loop.first = None  # nothing (no key) is held while waiting for tools
             collector = _Collector()
+            used = _tool_call_ids(loop.messages)
+            renamed: dict[str, str] = {}
 
-            async def both(event: Event, collector: _Collector = collector) -> None:
+            async def both(
+                event: Event,
+                collector: _Collector = collector,
+                used: set[str] = used,
+                renamed: dict[str, str] = renamed,
+            ) -> None:
+                if isinstance(event, ToolCallStartEvent | ToolCallDeltaEvent | ToolCallEvent):
+                    _unique_id(event, used, renamed, loop.step)
                 await collector.add(event)
                 await emit(event)
 
@@ -268,3 +280,29 @@ def _add_usage(total: Usage, step: Usage) -> None:
         if isinstance(value, int):
             before = getattr(total, name)
             setattr(total, name, (before if isinstance(before, int) else 0) + value)
+
+
+def _tool_call_ids(messages: list[Message]) -> set[str]:
+    return {
+        p.id
+        for m in messages
+        if isinstance(m, AssistantMessage) and not isinstance(m.content, str)
+        for p in m.content
+        if isinstance(p, ToolCallPart)
+    }
+
+
+def _unique_id(
+    event: ToolCallStartEvent | ToolCallDeltaEvent | ToolCallEvent, used: set[str], renamed: dict[str, str], step: int
+) -> None:
+    """Keep tool-call ids unique across the loop's steps: providers that give none (Gemini, Ollama) number
+    each response's calls from ``call_0`` again, and one stream and one conversation must not repeat an id."""
+    if isinstance(event, ToolCallStartEvent) and event.tool_call_id in used:
+        fresh, n = f"{event.tool_call_id}_s{step}", 1
+        while fresh in used:
+            n += 1
+            fresh = f"{event.tool_call_id}_s{step}_{n}"
+        renamed[event.tool_call_id] = fresh
+    event.tool_call_id = renamed.get(event.tool_call_id, event.tool_call_id)
+    if isinstance(event, ToolCallStartEvent):
+        used.add(event.tool_call_id)
