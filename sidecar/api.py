@@ -10,7 +10,7 @@ from msgspec import UNSET
 
 from . import PROTOCOL_VERSION, __version__
 from .engine import EventSink
-from .errors import SidecarError
+from .errors import SidecarError, header_safe
 from .loop import LoopManager
 from .providers import Provider, split_model
 from .rpc import MethodSpec, RequestContext
@@ -247,8 +247,9 @@ def _clean_key(key: str) -> str:
     key = key.strip()
     if not key:
         raise SidecarError("invalid_request", "api_key must not be empty")
-    if any(c.isspace() for c in key) or len(key) > 4096:
-        raise SidecarError("invalid_request", "api_key must be one line without spaces, at most 4096 characters")
+    if not header_safe(key) or " " in key or len(key) > 4096:
+        raise SidecarError("invalid_request", "api_key must be printable ASCII without spaces, at most 4096 "
+                           "characters (a pasted key may carry an invisible character)")
     return key
 
 

@@ -23,7 +23,7 @@ import msgspec
 from . import __version__
 from .checks import JsonAnswer, check_request
 from .credentials import Credentials, redact
-from .errors import SidecarError
+from .errors import SidecarError, header_safe
 from .policy import CONNECT_S, IDLE_S, Policy, backoff_ms, policy_for, retry_after_ms
 from .protocols import WireProtocol, get_protocol
 from .protocols import mock as mock_protocol
@@ -222,6 +222,8 @@ class Engine:
                 f"No API key saved for provider {provider.id!r} (save one with save_api_key{env})",
                 provider=provider.id,
             )
+        if found is not None:
+            _check_key(found[0], provider, found[1])
         return found[0] if found else None
 
     # --- streams -------------------------------------------------------------------------
@@ -469,7 +471,11 @@ class Engine:
         error: SidecarError | None = None
         if provider.protocol != "mock":
             try:
-                key = params.api_key if isinstance(params.api_key, str) else await self._key(provider)
+                if isinstance(params.api_key, str):
+                    key: str | None = params.api_key.strip()
+                    _check_key(params.api_key.strip(), provider, "the api_key given")
+                else:
+                    key = await self._key(provider)
                 await self._fetch_models(provider, key, TEST_TIMEOUT)
             except SidecarError as exc:
                 error = exc
@@ -554,6 +560,13 @@ async def _messages(response: httpx.Response, framing: str) -> AsyncIterator[tup
         async for line in response.aiter_lines():
             if line.strip():
                 yield "", line
+
+
+def _check_key(key: str, provider: Provider, source: str) -> None:
+    """A key with an invisible or non-ASCII character (pasted with it) cannot go in a header."""
+    if not header_safe(key):
+        raise SidecarError("invalid_request", f"the API key for {provider.id!r} ({source}) holds characters that "
+                           "cannot be sent in an HTTP header; paste it again", provider=provider.id)
 
 
 def _option(params: StreamTextParams, name: str, default: float) -> float:

@@ -9,6 +9,11 @@ from .types import ErrorCode, ErrorInfo
 RETRYABLE: frozenset[str] = frozenset({"rate_limited", "upstream_unavailable", "timeout", "network_error"})
 
 
+def header_safe(value: str) -> bool:
+    """Whether ``value`` can go in an HTTP header as it is (printable ASCII)."""
+    return value.isascii() and value.isprintable()
+
+
 class SidecarError(Exception):
     """A failure the frontend should see as ``{"code": -32000, "data": {"code": ...}}``.
 

@@ -71,3 +71,5 @@ def setup(level: str, fmt: str) -> None:
     root.setLevel(level.upper())
     if root.level > logging.DEBUG:  # httpx logs every request at INFO: only with --log-level debug
         logging.getLogger("httpx").setLevel(logging.WARNING)
+    # httpcore's debug trace prints request and response headers, where keys live: never
+    logging.getLogger("httpcore").setLevel(max(root.level, logging.INFO))

@@ -458,7 +458,7 @@ class UsageStats(Wire):
 
 class DiscoverParams(Wire):
     timeout_ms: int = 500
-    ports: list[int] | UnsetType = UNSET
+    ports: list[Annotated[int, Meta(ge=1, le=65535)]] | UnsetType = UNSET
     """ports to probe on 127.0.0.1; default: Ollama 11434, LM Studio 1234, llama.cpp 8080, vLLM 8000, Jan 1337"""
 
 

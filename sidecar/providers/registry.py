@@ -8,7 +8,7 @@ from dataclasses import replace
 import msgspec
 from msgspec import UNSET
 
-from ..errors import SidecarError
+from ..errors import SidecarError, header_safe
 from ..settings import ProviderOverride, SettingsStore
 from ..types import ConfigureProviderParams, ProviderConfig
 from .catalog import BUILTIN
@@ -23,6 +23,11 @@ def split_model(model: str) -> tuple[str, str]:
     if not sep or not provider or not model_id:
         raise SidecarError("invalid_request", f"model must be 'provider:model', got {model!r}")
     return provider, model_id
+
+
+def _check_headers(headers: dict[str, str] | object | None) -> None:
+    if isinstance(headers, dict) and not all(header_safe(k) and header_safe(v) for k, v in headers.items()):
+        raise SidecarError("invalid_request", "header names and values must be printable ASCII")
 
 
 def _check_url(url: str) -> None:
@@ -75,6 +80,7 @@ class Registry:
         if cfg.protocol == "mock" or cfg.protocol not in available():
             raise SidecarError("invalid_request", f"protocol {cfg.protocol!r} is not available for custom providers")
         _check_url(cfg.base_url)
+        _check_headers(cfg.headers)
         providers = [c for c in self._settings.value.custom_providers if c.id != cfg.id]
         providers.append(cfg)
         providers.sort(key=lambda c: c.id)
@@ -86,6 +92,7 @@ class Registry:
         """Change where and how a provider is reached; UNSET keeps a field, None resets it."""
         if isinstance(params.base_url, str):
             _check_url(params.base_url)
+        _check_headers(params.headers)
         if params.id == "mock":
             raise SidecarError("invalid_request", "the mock provider cannot be configured")
         fields = ("base_url", "headers", "api_key_env", "extra_body", "limits")

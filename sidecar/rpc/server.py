@@ -8,6 +8,7 @@ owns the process lifecycle: EOF drains, stop cancels, a hard deadline backs both
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -206,8 +207,10 @@ class RpcServer:
         try:
             obj = _decoder.decode(line)
         except (ValueError, RecursionError) as exc:  # DecodeError, and UnicodeDecodeError inside strings
-            await self._send(_error(PARSE_ERROR, f"Parse error: {exc}"))
-            return
+            obj = _lenient_decode(line)
+            if obj is None:
+                await self._send(_error(PARSE_ERROR, f"Parse error: {exc}"))
+                return
         if isinstance(obj, list):
             if not obj:
                 await self._send(_error(INVALID_REQUEST, "Invalid request: empty batch"))
@@ -322,6 +325,28 @@ class RpcServer:
             await anyio.sleep(0.25)
         log.info("parent process %d is gone", pid)
         self.stop()
+
+
+def _lenient_decode(line: bytes) -> Any:
+    """Valid JSON that msgspec refuses: lone UTF-16 surrogates (``"\\ud83d"``, which JavaScript's
+    JSON.stringify writes for a string cut inside an emoji). Replaced by U+FFFD; None if not JSON at all."""
+    if b"\\u" not in line:
+        return None
+    try:
+        obj = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        if isinstance(value, dict):
+            return {clean(k): clean(v) for k, v in value.items()}
+        return value
+
+    return clean(obj)
 
 
 def _hard_exit() -> None:
