@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import uuid
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from msgspec import UNSET
@@ -11,7 +12,6 @@ from msgspec import UNSET
 from . import PROTOCOL_VERSION, __version__
 from .engine import EventSink
 from .errors import SidecarError, header_safe
-from .loop import LoopManager
 from .providers import Provider, split_model
 from .rpc import MethodSpec, RequestContext
 from .types import (
@@ -55,6 +55,7 @@ from .types import (
 
 if TYPE_CHECKING:
     from .app import App
+    from .loop import LoopManager
 
 
 class Api:
@@ -63,7 +64,13 @@ class Api:
         self.engine = app.engine
         self.registry = app.registry
         self.credentials = app.credentials
-        self.loops = LoopManager(app.engine)
+
+    @cached_property
+    def loops(self) -> LoopManager:
+        """Built on first use: start-up does not pay for the tool loop's module."""
+        from .loop import LoopManager
+
+        return LoopManager(self.engine)
 
     def info(self, provider: Provider) -> ProviderInfo:
         cfg = provider.config()

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -12,12 +16,14 @@ from .api import Api, method_table
 from .credentials import Credentials
 from .engine import Engine
 from .errors import SidecarError
-from .health import Health
 from .providers import Registry
 from .rpc import RpcError, RpcServer, protect_stdout
 from .settings import SettingsStore
 from .types import SidecarReady
-from .usage import UsageStore, catalog_prices
+
+if TYPE_CHECKING:
+    from .health import Health
+    from .usage import UsageStore
 
 DOMAIN_ERROR = -32000
 
@@ -35,11 +41,24 @@ class App:
         self.registry = Registry(self.settings)
         self.credentials = Credentials(keyring_service, self.settings)
         self.engine = Engine(self.registry, self.credentials, self.settings)
-        self.usage = UsageStore(data_dir, price=catalog_prices(self.registry))
-        self.engine.observers.append(self.usage.record)
-        self.health = Health()
-        self.engine.health = self.health
+        self.engine.observers.append(lambda outcome: self.usage.record(outcome))
         self.api = Api(self)
+
+    # Built on first use, not at start-up: the first list_providers must not wait for them.
+
+    @cached_property
+    def usage(self) -> UsageStore:
+        from .usage import UsageStore, catalog_prices
+
+        return UsageStore(self.data_dir, price=catalog_prices(self.registry))
+
+    @property
+    def health(self) -> Health:
+        return self.engine.health
+
+    def _warm_up_usage(self) -> None:
+        time.sleep(1.0)
+        self.usage.warm_up()
 
     async def serve(self, *, drain_timeout: float, parent_pid: int | None) -> None:
         out_fd = protect_stdout()
@@ -48,9 +67,10 @@ class App:
         )
         ready = SidecarReady(version=__version__, protocol_version=PROTOCOL_VERSION, pid=os.getpid())
         self.engine.warm_up()
-        self.usage.warm_up()
+        threading.Thread(target=self._warm_up_usage, name="usage-warm-up", daemon=True).start()
         try:
             await server.serve(0, out_fd, ready=("sidecar-ready", ready))
         finally:
             await self.engine.aclose()
-            self.usage.close()
+            if "usage" in self.__dict__:
+                self.usage.close()

@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -144,10 +143,18 @@ class Engine:
         self._models: dict[str, tuple[float, list[Model]]] = {}
         self.log_requests = False
         """log each attempt and each finished request (never headers, keys or content)"""
-        self.health: Health | None = None
-        """the providers' circuit breakers and limits (set by the app)"""
+        self._health: Health | None = None
         self.observers: list[Callable[[Outcome], None]] = []
         """called with every finished request; must be quick and must not raise"""
+
+    @property
+    def health(self) -> Health:
+        """The providers' circuit breakers and limits, built on first use."""
+        if self._health is None:
+            from .health import Health
+
+            self._health = Health()
+        return self._health
 
     def warm_up(self, delay: float = 0.5) -> None:
         """Build the HTTP client in a thread shortly after start-up, so neither start-up nor
@@ -361,8 +368,8 @@ class Engine:
     async def _attempt(self, target: Prepared, run: _Run, policy: Policy) -> DoneEvent:
         """One try at one model, inside the provider's health guard."""
         provider = target.provider
-        guard = self.health.slot(provider) if self.health is not None else nullcontext()
-        async with guard:  # its own refusal (circuit open) is not recorded: that would keep it open
+        health = self.health
+        async with health.slot(provider):  # its own refusal (circuit open) is not recorded: that would keep it open
             started = time.perf_counter()  # after any queueing: latency is the provider's, not ours
             try:
                 if provider.protocol == "mock":
@@ -370,11 +377,9 @@ class Engine:
                 else:
                     done = await self._upstream(target, run, policy)
             except SidecarError as exc:
-                if self.health is not None:
-                    self.health.record(provider.id, ok=False, latency_ms=None, code=exc.info.code)
+                health.record(provider.id, ok=False, latency_ms=None, code=exc.info.code)
                 raise
-            if self.health is not None:
-                self.health.record(provider.id, ok=True, latency_ms=(time.perf_counter() - started) * 1000, code=None)
+            health.record(provider.id, ok=True, latency_ms=(time.perf_counter() - started) * 1000, code=None)
             return done
 
     async def _mock(self, target: Prepared, run: _Run) -> DoneEvent:
