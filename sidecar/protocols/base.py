@@ -10,7 +10,7 @@ import msgspec
 
 from ..errors import SidecarError
 from ..providers import Model, Provider
-from ..types import Event, FinishReason, StreamTextParams, ToolCallEvent, Usage
+from ..types import ContentPart, Event, FinishReason, StreamTextParams, TextPart, ToolCallEvent, Usage
 
 
 @dataclass
@@ -77,3 +77,10 @@ def tool_call_event(call_id: str, name: str, raw: str) -> ToolCallEvent:
     if isinstance(args, dict):
         return ToolCallEvent(tool_call_id=call_id, name=name, arguments=args)
     return ToolCallEvent(tool_call_id=call_id, name=name, arguments={}, arguments_raw=raw)
+
+
+def text_of(content: str | list[ContentPart]) -> str:
+    """A message's text: the string, or its text parts joined."""
+    if isinstance(content, str):
+        return content
+    return "".join(p.text for p in content if isinstance(p, TextPart))

@@ -23,7 +23,6 @@ from ..errors import SidecarError
 from ..providers import Model, Provider
 from ..types import (
     AssistantMessage,
-    ContentPart,
     Event,
     FinishReason,
     ImagePart,
@@ -42,16 +41,10 @@ from ..types import (
     Usage,
     UserMessage,
 )
-from .base import HttpRequest, WireProtocol, tool_call_event
+from .base import HttpRequest, WireProtocol, text_of, tool_call_event
 from .http_errors import error_fields, upstream_error
 
 # --- encode -----------------------------------------------------------------------------
-
-
-def _text_of(content: str | list[ContentPart]) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(p.text for p in content if isinstance(p, TextPart))
 
 
 def _image_url(part: ImagePart) -> dict[str, Any]:
@@ -79,7 +72,7 @@ def _user(msg: UserMessage) -> dict[str, Any]:
             raise SidecarError("invalid_request", f"a user message cannot hold a {kind} part")
     if any(p["type"] == "image_url" for p in parts):
         return {"role": "user", "content": parts}
-    return {"role": "user", "content": _text_of(msg.content)}
+    return {"role": "user", "content": text_of(msg.content)}
 
 
 def _assistant(msg: AssistantMessage) -> dict[str, Any]:
@@ -87,7 +80,7 @@ def _assistant(msg: AssistantMessage) -> dict[str, Any]:
     and as a ``thinking`` content item otherwise."""
     if isinstance(msg.content, str):
         return {"role": "assistant", "content": msg.content}
-    text = _text_of(msg.content)
+    text = text_of(msg.content)
     reasoning = "".join(p.text for p in msg.content if isinstance(p, ReasoningPart))
     calls = [
         {
@@ -124,7 +117,7 @@ def encode_messages(params: StreamTextParams) -> list[dict[str, Any]]:
         elif isinstance(msg, AssistantMessage):
             out.append(_assistant(msg))
         elif isinstance(msg, ToolMessage):
-            out.append({"role": "tool", "tool_call_id": msg.tool_call_id, "content": _text_of(msg.content)})
+            out.append({"role": "tool", "tool_call_id": msg.tool_call_id, "content": text_of(msg.content)})
     return out
 
 

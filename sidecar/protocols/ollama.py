@@ -20,7 +20,6 @@ from ..errors import SidecarError
 from ..providers import Model, Provider
 from ..types import (
     AssistantMessage,
-    ContentPart,
     Event,
     FinishReason,
     ImagePart,
@@ -39,16 +38,10 @@ from ..types import (
     Usage,
     UserMessage,
 )
-from .base import HttpRequest, WireProtocol, tool_call_event
+from .base import HttpRequest, WireProtocol, text_of, tool_call_event
 from .http_errors import error_fields, upstream_error
 
 # --- encode -----------------------------------------------------------------------------
-
-
-def _text_of(content: str | list[ContentPart]) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(p.text for p in content if isinstance(p, TextPart))
 
 
 def _image_data(part: ImagePart) -> str:
@@ -70,7 +63,7 @@ def encode_messages(params: StreamTextParams) -> list[dict[str, Any]]:
         if isinstance(msg, SystemMessage):
             out.append({"role": "system", "content": msg.content})
         elif isinstance(msg, UserMessage):
-            entry: dict[str, Any] = {"role": "user", "content": _text_of(msg.content)}
+            entry: dict[str, Any] = {"role": "user", "content": text_of(msg.content)}
             if not isinstance(msg.content, str):
                 images: list[str] = []
                 for p in msg.content:
@@ -83,7 +76,7 @@ def encode_messages(params: StreamTextParams) -> list[dict[str, Any]]:
                     entry["images"] = images
             out.append(entry)
         elif isinstance(msg, AssistantMessage):
-            entry = {"role": "assistant", "content": _text_of(msg.content)}
+            entry = {"role": "assistant", "content": text_of(msg.content)}
             if not isinstance(msg.content, str):
                 thinking = "".join(p.text for p in msg.content if isinstance(p, ReasoningPart))
                 if thinking:
@@ -97,7 +90,7 @@ def encode_messages(params: StreamTextParams) -> list[dict[str, Any]]:
                     entry["tool_calls"] = calls
             out.append(entry)
         elif isinstance(msg, ToolMessage):
-            entry = {"role": "tool", "content": _text_of(msg.content)}
+            entry = {"role": "tool", "content": text_of(msg.content)}
             if msg.tool_call_id in tool_names:
                 entry["tool_name"] = tool_names[msg.tool_call_id]
             out.append(entry)

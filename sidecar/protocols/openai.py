@@ -20,7 +20,6 @@ from ..errors import SidecarError
 from ..providers import Model, Provider
 from ..types import (
     AssistantMessage,
-    ContentPart,
     Event,
     FinishReason,
     ImagePart,
@@ -40,7 +39,7 @@ from ..types import (
     Usage,
     UserMessage,
 )
-from .base import HttpRequest, WireProtocol, tool_call_event
+from .base import HttpRequest, WireProtocol, text_of, tool_call_event
 from .http_errors import error_fields, upstream_error
 
 # --- encode -----------------------------------------------------------------------------
@@ -54,12 +53,6 @@ def _image_url(part: ImagePart) -> dict[str, Any]:
     else:
         raise SidecarError("invalid_request", "an image part needs data or url")
     return {"type": "image_url", "image_url": {"url": url}}
-
-
-def _text_of(content: str | list[ContentPart]) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(p.text for p in content if isinstance(p, TextPart))
 
 
 def encode_messages(params: StreamTextParams) -> list[dict[str, Any]]:
@@ -90,7 +83,7 @@ def encode_messages(params: StreamTextParams) -> list[dict[str, Any]]:
                     raise SidecarError("invalid_request", f"a user message cannot hold a {kind} part")
             out.append({"role": "user", "content": parts})
         elif isinstance(msg, AssistantMessage):
-            text = _text_of(msg.content)
+            text = text_of(msg.content)
             entry: dict[str, Any] = {"role": "assistant", "content": text}
             if not isinstance(msg.content, str):
                 calls = [
@@ -107,7 +100,7 @@ def encode_messages(params: StreamTextParams) -> list[dict[str, Any]]:
                     entry["content"] = text or None  # null content is only accepted next to tool_calls
             out.append(entry)
         elif isinstance(msg, ToolMessage):
-            out.append({"role": "tool", "tool_call_id": msg.tool_call_id, "content": _text_of(msg.content)})
+            out.append({"role": "tool", "tool_call_id": msg.tool_call_id, "content": text_of(msg.content)})
             if not isinstance(msg.content, str):
                 tool_images += [_image_url(p) for p in msg.content if isinstance(p, ImagePart)]
     if tool_images:
