@@ -21,7 +21,12 @@ from .types import (
     ApiKeyStatus,
     ChatLoopParams,
     ChatLoopStarted,
+    ChatProviderInfo,
+    ChatWorkspaceParams,
+    ChatWorkspaceResult,
+    ChatWorkspaceSettings,
     CompleteChatResult,
+    ConfigureChatWorkspaceParams,
     ConfigureProviderParams,
     DeletedResult,
     DiscoveredProvider,
@@ -37,12 +42,18 @@ from .types import (
     ProviderIdParams,
     ProviderInfo,
     ProviderParams,
+    ProxyProvider,
+    ProxyRunning,
+    ProxyStarted,
+    ProxyStopped,
+    ProxyUrl,
     RemovedResult,
     SaveApiKeyParams,
     SaveApiKeyResult,
     SavedProvider,
     SetActiveProviderParams,
     SidecarInfo,
+    StartProxyParams,
     StreamStarted,
     StreamTextParams,
     SubmitToolResultsParams,
@@ -56,6 +67,7 @@ from .types import (
 if TYPE_CHECKING:
     from .app import App
     from .loop import LoopManager
+    from .meilisearch import ChatWorkspaces
 
 
 class Api:
@@ -71,6 +83,17 @@ class Api:
         from .loop import LoopManager
 
         return LoopManager(self.engine)
+
+    @cached_property
+    def chat_workspaces(self) -> ChatWorkspaces:
+        """Meilisearch chat set-up, built on first use; it asks the app for the proxy only when one is needed."""
+        from .meilisearch import ChatWorkspaces
+
+        def active_model(provider: str) -> str | None:
+            active = self.app.settings.value.active
+            return active.model if active is not None and active.provider == provider else None
+
+        return ChatWorkspaces(self.registry, self.credentials, lambda: self.app.proxy, active_model)
 
     def info(self, provider: Provider) -> ProviderInfo:
         cfg = provider.config()
@@ -209,6 +232,47 @@ class Api:
         # in a worker thread: a long history must not hold up the streams on the event loop
         return await anyio.to_thread.run_sync(self.app.usage.stats, params)
 
+    # --- Meilisearch chat workspaces ------------------------------------------------------
+
+    async def list_chat_providers(self, ctx: RequestContext) -> list[ChatProviderInfo]:
+        return self.chat_workspaces.list_providers()
+
+    async def configure_chat_workspace(
+        self, ctx: RequestContext, params: ConfigureChatWorkspaceParams
+    ) -> ChatWorkspaceResult:
+        return await self.chat_workspaces.configure(params)
+
+    async def get_chat_workspace_settings(
+        self, ctx: RequestContext, params: ChatWorkspaceParams
+    ) -> ChatWorkspaceSettings:
+        return await self.chat_workspaces.get_settings(params)
+
+    # --- the local OpenAI-compatible proxy ---------------------------------------------------
+
+    async def start_llm_proxy(self, ctx: RequestContext, params: StartProxyParams) -> ProxyStarted:
+        url, token = await self.app.proxy.start(
+            params.host if isinstance(params.host, str) else None,
+            params.port if isinstance(params.port, int) else None,
+            params.token if isinstance(params.token, str) else None,
+        )
+        return ProxyStarted(url=url, token=token)
+
+    async def stop_llm_proxy(self, ctx: RequestContext) -> ProxyStopped:
+        return ProxyStopped(stopped="proxy" in self.app.__dict__ and await self.app.proxy.stop())
+
+    async def is_llm_proxy_running(self, ctx: RequestContext) -> ProxyRunning:
+        return ProxyRunning(running="proxy" in self.app.__dict__ and self.app.proxy.running)
+
+    async def get_llm_proxy_url(self, ctx: RequestContext) -> ProxyUrl:
+        return ProxyUrl(url=self.app.proxy.url if "proxy" in self.app.__dict__ else None)
+
+    async def list_proxy_providers(self, ctx: RequestContext) -> list[ProxyProvider]:
+        proxy = self.app.proxy
+        providers = proxy.providers()
+        models = await self.engine.list_models(providers, False)
+        return [ProxyProvider(id=p.id, name=p.name, protocol=p.protocol, is_local=p.is_local,
+                              models=[m.id for m in models if m.provider == p.id]) for p in providers]
+
     # --- keys ---------------------------------------------------------------------------
 
     async def save_api_key(self, ctx: RequestContext, params: SaveApiKeyParams) -> SaveApiKeyResult:
@@ -291,6 +355,22 @@ METHODS: tuple[tuple[str, type | None, object, str], ...] = (
      "Circuit state, counters, queue and latency percentiles of one provider, or of all."),
     ("get_usage_stats", UsageStatsParams, UsageStats,
      "Requests, errors, tokens, estimated cost and average latency since a date, in total and grouped."),
+    ("list_chat_providers", None, list[ChatProviderInfo],
+     "How each provider can back a Meilisearch chat workspace: natively (openAi, mistral, azureOpenAi) or "
+     "through the sidecar's local proxy as a vLlm source."),
+    ("configure_chat_workspace", ConfigureChatWorkspaceParams, ChatWorkspaceResult,
+     "Set up a Meilisearch chat workspace for a provider: enables the chatCompletions experimental feature "
+     "when off, starts the proxy when needed, and PATCHes the workspace settings; the key is never returned."),
+    ("get_chat_workspace_settings", ChatWorkspaceParams, ChatWorkspaceSettings,
+     "A Meilisearch chat workspace's settings, with its apiKey redacted."),
+    ("start_llm_proxy", StartProxyParams, ProxyStarted,
+     "Start the local OpenAI-compatible proxy (POST /v1/chat/completions, GET /v1/models) with model = "
+     "provider:model; loopback only unless a host is given; already running with the same settings: its url."),
+    ("stop_llm_proxy", None, ProxyStopped, "Stop the local proxy; false when it was not running."),
+    ("is_llm_proxy_running", None, ProxyRunning, "Whether the local proxy is serving."),
+    ("get_llm_proxy_url", None, ProxyUrl, "The running proxy's OpenAI base URL, or null."),
+    ("list_proxy_providers", None, list[ProxyProvider],
+     "Providers the proxy can route to (a key is available or none is needed), with their models."),
     ("save_api_key", SaveApiKeyParams, SaveApiKeyResult, "Save a key in the OS keychain."),
     ("get_api_key", ProviderParams, ApiKeyStatus, "Whether a key is available, and a preview; never the key."),
     ("delete_api_key", ProviderParams, DeletedResult, "Delete a saved key from the OS keychain."),

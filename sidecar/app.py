@@ -23,6 +23,7 @@ from .types import SidecarReady
 
 if TYPE_CHECKING:
     from .health import Health
+    from .proxy import ProxyManager
     from .usage import UsageStore
 
 DOMAIN_ERROR = -32000
@@ -43,6 +44,8 @@ class App:
         self.engine = Engine(self.registry, self.credentials, self.settings)
         self.engine.observers.append(lambda outcome: self.usage.record(outcome))
         self.api = Api(self)
+        self.rpc: RpcServer | None = None
+        """the serving RPC server, once ``serve`` runs: long-lived tasks (the proxy) are spawned in it"""
 
     # Built on first use, not at start-up: the first list_providers must not wait for them.
 
@@ -51,6 +54,13 @@ class App:
         from .usage import UsageStore, catalog_prices
 
         return UsageStore(self.data_dir, price=catalog_prices(self.registry))
+
+    @cached_property
+    def proxy(self) -> ProxyManager:
+        """The local OpenAI-compatible proxy; Starlette and Uvicorn load only when it starts."""
+        from .proxy import ProxyManager
+
+        return ProxyManager(self)
 
     @property
     def health(self) -> Health:
@@ -65,6 +75,7 @@ class App:
         server = RpcServer(
             method_table(self.api), map_error=map_error, drain_timeout=drain_timeout, parent_pid=parent_pid
         )
+        self.rpc = server
         ready = SidecarReady(version=__version__, protocol_version=PROTOCOL_VERSION, pid=os.getpid())
         self.engine.warm_up()
         threading.Thread(target=self._warm_up_usage, name="usage-warm-up", daemon=True).start()

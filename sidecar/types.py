@@ -469,6 +469,119 @@ class DiscoveredProvider(Wire):
     version: str | UnsetType = UNSET
 
 
+# --- Meilisearch chat workspaces (list_chat_providers, configure_chat_workspace) -----------
+
+ChatSource = Literal["openAi", "mistral", "azureOpenAi", "vLlm"]
+"""Meilisearch's ``source`` values (v1.16 on; it dropped its Gemini source)"""
+
+
+class ChatProviderInfo(Wire):
+    provider: str
+    name: str
+    native: bool
+    """Meilisearch talks to the provider itself (openai, mistral, azure-openai)"""
+    source: ChatSource
+    needs_proxy: bool
+    """Meilisearch reaches it through the sidecar's local proxy, as a ``vLlm`` source"""
+    has_api_key: bool
+    """a key is saved or in the environment (or the provider needs none)"""
+
+
+class ChatPrompts(Wire):
+    system: str | UnsetType = UNSET
+    search_description: str | UnsetType = UNSET
+    search_q_param: str | UnsetType = UNSET
+    search_filter_param: str | UnsetType = UNSET
+    search_index_uid_param: str | UnsetType = UNSET
+
+
+class ChatWorkspaceParams(Wire):
+    meilisearch_url: str
+    """e.g. http://127.0.0.1:7700"""
+    workspace: str
+    meilisearch_api_key: str | UnsetType = UNSET
+    """sent as ``Authorization: Bearer``; enabling the experimental feature needs the master key"""
+
+
+class ConfigureChatWorkspaceParams(Wire):
+    meilisearch_url: str
+    workspace: str
+    provider: str
+    meilisearch_api_key: str | UnsetType = UNSET
+    """must be allowed to change chat settings (and experimental features, while chat is off: the master key)"""
+    model: str | UnsetType = UNSET
+    """the model chat requests will name (``provider:`` prefix optional); for azure-openai the deployment.
+    Meilisearch keeps no model in a workspace: it is sent with each chat completion request"""
+    prompts: ChatPrompts | UnsetType = UNSET
+
+
+class ChatWorkspaceSettings(Wire):
+    """A workspace's settings as Meilisearch reports them, in snake_case, without the key."""
+
+    source: str | None = None
+    base_url: str | None = None
+    org_id: str | None = None
+    project_id: str | None = None
+    deployment_id: str | None = None
+    api_version: str | None = None
+    api_key: str | None = None
+    """``"[redacted]"`` when Meilisearch holds a key, null when none: a key is never returned"""
+    prompts: ChatPrompts | UnsetType = UNSET
+
+
+class ChatWorkspaceResult(Wire):
+    workspace: str
+    provider: str
+    source: ChatSource
+    uses_proxy: bool
+    settings: ChatWorkspaceSettings
+    model: str | UnsetType = UNSET
+    """what to send as ``model`` in POST /chats/{workspace}/chat/completions (``provider:model`` through the
+    proxy, the provider's own id otherwise); absent when no model was given and none is known"""
+    feature_enabled: bool = False
+    """true when this call switched on Meilisearch's chatCompletions experimental feature"""
+
+
+# --- the local OpenAI-compatible proxy (start_llm_proxy, ...) ---------------------------------
+
+
+class StartProxyParams(Wire):
+    port: Annotated[int, Meta(ge=0, le=65535)] | UnsetType = UNSET
+    """default: a free port (0)"""
+    host: str | UnsetType = UNSET
+    """default 127.0.0.1; a host that is not loopback opens the proxy to the network (the token still guards it)"""
+    token: str | UnsetType = UNSET
+    """the bearer token clients must send (at least 16 characters); default: a random one per start"""
+
+
+class ProxyStarted(Wire):
+    url: str
+    """the OpenAI base URL, e.g. http://127.0.0.1:PORT/v1"""
+    token: str
+    """send as ``Authorization: Bearer <token>`` (the OpenAI SDKs' api_key)"""
+
+
+class ProxyStopped(Wire):
+    stopped: bool
+
+
+class ProxyRunning(Wire):
+    running: bool
+
+
+class ProxyUrl(Wire):
+    url: str | None
+
+
+class ProxyProvider(Wire):
+    id: str
+    name: str
+    protocol: Protocol
+    is_local: bool
+    models: list[str]
+    """``provider:model`` ids to put in a request's ``model``"""
+
+
 class Empty(Wire):
     pass
 

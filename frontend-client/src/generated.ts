@@ -31,6 +31,8 @@ export type ListAvailableModelsResult = ModelInfo[];
 export type DiscoverLocalProvidersResult = DiscoveredProvider[];
 export type GetActiveProviderResult = ActiveProvider | null;
 export type GetProviderHealthResult = ProviderHealth[];
+export type ListChatProvidersResult = ChatProviderInfo[];
+export type ListProxyProvidersResult = ProxyProvider[];
 export type ListSavedProvidersResult = SavedProvider[];
 
 export interface AbortStreamParams {
@@ -158,6 +160,48 @@ export interface ChatLoopStarted {
   loop_id: string;
   stream_id: string;
 }
+export interface ChatPrompts {
+  system?: string;
+  search_description?: string;
+  search_q_param?: string;
+  search_filter_param?: string;
+  search_index_uid_param?: string;
+}
+export interface ChatProviderInfo {
+  provider: string;
+  name: string;
+  native: boolean;
+  source: "azureOpenAi" | "mistral" | "openAi" | "vLlm";
+  needs_proxy: boolean;
+  has_api_key: boolean;
+}
+export interface ChatWorkspaceParams {
+  meilisearch_url: string;
+  workspace: string;
+  meilisearch_api_key?: string;
+}
+export interface ChatWorkspaceResult {
+  workspace: string;
+  provider: string;
+  source: "azureOpenAi" | "mistral" | "openAi" | "vLlm";
+  uses_proxy: boolean;
+  settings: ChatWorkspaceSettings;
+  model?: string;
+  feature_enabled: boolean;
+}
+/**
+ * A workspace's settings as Meilisearch reports them, in snake_case, without the key.
+ */
+export interface ChatWorkspaceSettings {
+  source: string | null;
+  base_url: string | null;
+  org_id: string | null;
+  project_id: string | null;
+  deployment_id: string | null;
+  api_version: string | null;
+  api_key: string | null;
+  prompts?: ChatPrompts;
+}
 export interface CompleteChatResult {
   content: string;
   parts: ContentPart[];
@@ -171,6 +215,14 @@ export interface Usage {
   reasoning_tokens?: number;
   cached_input_tokens?: number;
   cache_creation_tokens?: number;
+}
+export interface ConfigureChatWorkspaceParams {
+  meilisearch_url: string;
+  workspace: string;
+  provider: string;
+  meilisearch_api_key?: string;
+  model?: string;
+  prompts?: ChatPrompts;
 }
 /**
  * Override a provider's connection settings; ``null`` puts a field back to its default.
@@ -372,6 +424,26 @@ export interface ProviderInfo {
 export interface ProviderParams {
   provider: string;
 }
+export interface ProxyProvider {
+  id: string;
+  name: string;
+  protocol: "anthropic" | "cohere" | "gemini" | "mock" | "ollama" | "openai";
+  is_local: boolean;
+  models: string[];
+}
+export interface ProxyRunning {
+  running: boolean;
+}
+export interface ProxyStarted {
+  url: string;
+  token: string;
+}
+export interface ProxyStopped {
+  stopped: boolean;
+}
+export interface ProxyUrl {
+  url: string | null;
+}
 export interface ReasoningDeltaEvent {
   type: "reasoning_delta";
   text: string;
@@ -454,6 +526,11 @@ export interface StartEvent {
   model: string;
   stream_id: string;
   seq: number;
+}
+export interface StartProxyParams {
+  port?: number;
+  host?: string;
+  token?: string;
 }
 /**
  * Tool loops only: a model turn begins (1-based); its own start event follows.
@@ -672,6 +749,38 @@ export interface SidecarMethods {
    */
   get_usage_stats: { params: UsageStatsParams; result: UsageStats };
   /**
+   * How each provider can back a Meilisearch chat workspace: natively (openAi, mistral, azureOpenAi) or through the sidecar's local proxy as a vLlm source.
+   */
+  list_chat_providers: { params: NoParams; result: ListChatProvidersResult };
+  /**
+   * Set up a Meilisearch chat workspace for a provider: enables the chatCompletions experimental feature when off, starts the proxy when needed, and PATCHes the workspace settings; the key is never returned.
+   */
+  configure_chat_workspace: { params: ConfigureChatWorkspaceParams; result: ChatWorkspaceResult };
+  /**
+   * A Meilisearch chat workspace's settings, with its apiKey redacted.
+   */
+  get_chat_workspace_settings: { params: ChatWorkspaceParams; result: ChatWorkspaceSettings };
+  /**
+   * Start the local OpenAI-compatible proxy (POST /v1/chat/completions, GET /v1/models) with model = provider:model; loopback only unless a host is given; already running with the same settings: its url.
+   */
+  start_llm_proxy: { params: StartProxyParams; result: ProxyStarted };
+  /**
+   * Stop the local proxy; false when it was not running.
+   */
+  stop_llm_proxy: { params: NoParams; result: ProxyStopped };
+  /**
+   * Whether the local proxy is serving.
+   */
+  is_llm_proxy_running: { params: NoParams; result: ProxyRunning };
+  /**
+   * The running proxy's OpenAI base URL, or null.
+   */
+  get_llm_proxy_url: { params: NoParams; result: ProxyUrl };
+  /**
+   * Providers the proxy can route to (a key is available or none is needed), with their models.
+   */
+  list_proxy_providers: { params: NoParams; result: ListProxyProvidersResult };
+  /**
    * Save a key in the OS keychain.
    */
   save_api_key: { params: SaveApiKeyParams; result: SaveApiKeyResult };
@@ -722,6 +831,14 @@ export const SIDECAR_METHODS = {
   testProviderConnection: { method: "test_provider_connection", params: "required" },
   getProviderHealth: { method: "get_provider_health", params: "optional" },
   getUsageStats: { method: "get_usage_stats", params: "optional" },
+  listChatProviders: { method: "list_chat_providers", params: "none" },
+  configureChatWorkspace: { method: "configure_chat_workspace", params: "required" },
+  getChatWorkspaceSettings: { method: "get_chat_workspace_settings", params: "required" },
+  startLlmProxy: { method: "start_llm_proxy", params: "optional" },
+  stopLlmProxy: { method: "stop_llm_proxy", params: "none" },
+  isLlmProxyRunning: { method: "is_llm_proxy_running", params: "none" },
+  getLlmProxyUrl: { method: "get_llm_proxy_url", params: "none" },
+  listProxyProviders: { method: "list_proxy_providers", params: "none" },
   saveApiKey: { method: "save_api_key", params: "required" },
   getApiKey: { method: "get_api_key", params: "required" },
   deleteApiKey: { method: "delete_api_key", params: "required" },
@@ -834,6 +951,54 @@ export interface SidecarMethodFunctions<Options> {
    * Wire method `get_usage_stats`.
    */
   getUsageStats(params?: UsageStatsParams, options?: Options): Promise<UsageStats>;
+  /**
+   * How each provider can back a Meilisearch chat workspace: natively (openAi, mistral, azureOpenAi) or through the sidecar's local proxy as a vLlm source.
+   *
+   * Wire method `list_chat_providers`.
+   */
+  listChatProviders(options?: Options): Promise<ListChatProvidersResult>;
+  /**
+   * Set up a Meilisearch chat workspace for a provider: enables the chatCompletions experimental feature when off, starts the proxy when needed, and PATCHes the workspace settings; the key is never returned.
+   *
+   * Wire method `configure_chat_workspace`.
+   */
+  configureChatWorkspace(params: ConfigureChatWorkspaceParams, options?: Options): Promise<ChatWorkspaceResult>;
+  /**
+   * A Meilisearch chat workspace's settings, with its apiKey redacted.
+   *
+   * Wire method `get_chat_workspace_settings`.
+   */
+  getChatWorkspaceSettings(params: ChatWorkspaceParams, options?: Options): Promise<ChatWorkspaceSettings>;
+  /**
+   * Start the local OpenAI-compatible proxy (POST /v1/chat/completions, GET /v1/models) with model = provider:model; loopback only unless a host is given; already running with the same settings: its url.
+   *
+   * Wire method `start_llm_proxy`.
+   */
+  startLlmProxy(params?: StartProxyParams, options?: Options): Promise<ProxyStarted>;
+  /**
+   * Stop the local proxy; false when it was not running.
+   *
+   * Wire method `stop_llm_proxy`.
+   */
+  stopLlmProxy(options?: Options): Promise<ProxyStopped>;
+  /**
+   * Whether the local proxy is serving.
+   *
+   * Wire method `is_llm_proxy_running`.
+   */
+  isLlmProxyRunning(options?: Options): Promise<ProxyRunning>;
+  /**
+   * The running proxy's OpenAI base URL, or null.
+   *
+   * Wire method `get_llm_proxy_url`.
+   */
+  getLlmProxyUrl(options?: Options): Promise<ProxyUrl>;
+  /**
+   * Providers the proxy can route to (a key is available or none is needed), with their models.
+   *
+   * Wire method `list_proxy_providers`.
+   */
+  listProxyProviders(options?: Options): Promise<ListProxyProvidersResult>;
   /**
    * Save a key in the OS keychain.
    *
