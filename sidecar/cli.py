@@ -64,6 +64,16 @@ def parser() -> argparse.ArgumentParser:
     schema.add_argument("--output", "-o", metavar="PATH", default="schema/openrpc.json",
                         help="where to write it, - for stdout (default schema/openrpc.json)")
     schema.add_argument("--check", action="store_true", help="exit 1 if PATH is not up to date; write nothing")
+    chat = sub.add_parser("chat", help="chat with a model in the terminal (mock:echo works offline)")
+    _common(chat, False)
+    chat.add_argument("--model", metavar="PROVIDER:MODEL", default=None,
+                      help="the model to chat with (default: the active provider, else mock:echo)")
+    build = sub.add_parser("build-binary", help="build a one-file executable for Tauri's externalBin (needs PyInstaller)")
+    _common(build, False)
+    build.add_argument("--output", "-o", metavar="DIR", default="dist",
+                       help="where to write llm-sidecar-<target triple>[.exe] (default dist)")
+    build.add_argument("--target-triple", metavar="TRIPLE", default=None,
+                       help="name the file for this Rust target triple (default: this machine's)")
     return p
 
 
@@ -78,7 +88,26 @@ def main(argv: list[str] | None = None) -> int:
         from .schema import write_schema
 
         return write_schema(args.output, check=args.check)
+    if args.command == "chat":
+        return _chat(args)
+    if args.command == "build-binary":
+        from .build import build
+
+        print(build(Path(args.output), args.target_triple))
+        return 0
     return _serve(args)
+
+
+def _chat(args: argparse.Namespace) -> int:
+    """The terminal chat: the same App and engine, but this command owns the terminal (no stdout guard)."""
+    from .app import App
+    from .chat import run
+    from .settings import default_data_dir
+
+    data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
+    app = App(data_dir, args.keyring_service)
+    app.engine.log_requests = args.log_requests
+    return run(app, args.model)
 
 
 def _serve(args: argparse.Namespace) -> int:
