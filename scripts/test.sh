@@ -14,6 +14,10 @@ fi
 
 scripts/setup.sh --dev
 export PATH="$PWD/.venv/bin:$PATH"
+# The TypeScript client's packages first: the binary test drives the built binary through its Node transport.
+if [ -f frontend-client/package.json ]; then
+  (cd frontend-client && npm ci --no-audit --no-fund)
+fi
 
 echo "== ruff";  ruff check sidecar tests bench
 echo "== mypy";  mypy
@@ -30,5 +34,5 @@ dbus-run-session -- bash -c '
 
 if [ -f frontend-client/package.json ]; then
   echo "== frontend-client"
-  (cd frontend-client && npm ci --no-audit --no-fund && npm test)
+  (cd frontend-client && npm test)
 fi
