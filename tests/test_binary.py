@@ -134,7 +134,8 @@ def test_node_transport_drives_the_binary(binary: Path, tmp_path: Path) -> None:
         if os.environ.get("CI"):  # CI installs them first: a skip there would hide the bar
             pytest.fail(why)
         pytest.skip(why)
-    subprocess.run([npm, "run", "build:test"], cwd=client, check=True, capture_output=True, timeout=120)
+    for script in ("build", "build:test"):  # the compiled tests import the built package
+        subprocess.run([npm, "run", script], cwd=client, check=True, capture_output=True, timeout=120)
     env = {**sidecar_env(tmp_path), "SIDECAR_BINARY": str(binary)}
     done = subprocess.run([node, "--test", "build/test/binary.test.js"], cwd=client, env=env,
                           capture_output=True, text=True, timeout=120)
