@@ -41,7 +41,7 @@ from ..types import (
     Usage,
     UserMessage,
 )
-from .base import HttpRequest, WireProtocol, text_of, tool_call_event
+from .base import HttpRequest, WireProtocol, bearer_headers, text_of, tool_call_event
 from .http_errors import error_fields, upstream_error
 
 # --- encode -----------------------------------------------------------------------------
@@ -170,16 +170,9 @@ def encode_body(params: StreamTextParams, provider: Provider, model: str, *, str
     return body
 
 
-def _headers(provider: Provider, api_key: str | None, accept: str) -> dict[str, str]:
-    headers = {"content-type": "application/json", "accept": accept, **provider.headers}
-    if api_key:
-        headers["authorization"] = f"Bearer {api_key}"
-    return headers
-
-
 def encode_request(params: StreamTextParams, provider: Provider, model: str, api_key: str | None) -> HttpRequest:
     body = encode_body(params, provider, model)
-    headers = _headers(provider, api_key, "text/event-stream")
+    headers = bearer_headers(provider, api_key, "text/event-stream")
     return HttpRequest("POST", f"{provider.base_url}/v2/chat", headers, msgspec.json.encode(body))
 
 
@@ -189,7 +182,7 @@ MODELS_QUERY = "endpoint=chat&page_size=1000"
 
 def models_request(provider: Provider, api_key: str | None) -> HttpRequest:
     url = f"{provider.base_url}/v1/models?{MODELS_QUERY}"
-    return HttpRequest("GET", url, _headers(provider, api_key, "application/json"))
+    return HttpRequest("GET", url, bearer_headers(provider, api_key, "application/json"))
 
 
 class _ModelEntry(msgspec.Struct):

@@ -38,7 +38,7 @@ from ..types import (
     Usage,
     UserMessage,
 )
-from .base import HttpRequest, WireProtocol, text_of, tool_call_event
+from .base import HttpRequest, WireProtocol, bearer_headers, text_of, tool_call_event
 from .http_errors import error_fields, upstream_error
 
 # --- encode -----------------------------------------------------------------------------
@@ -144,23 +144,16 @@ def encode_body(params: StreamTextParams, provider: Provider, model: str, *, str
     return body
 
 
-def _headers(provider: Provider, api_key: str | None, accept: str) -> dict[str, str]:
-    """A key is optional: a local Ollama takes none; ollama.com and proxies in front of one take a Bearer."""
-    headers = {"content-type": "application/json", "accept": accept, **provider.headers}
-    if api_key:
-        headers["authorization"] = f"Bearer {api_key}"
-    return headers
-
-
 def encode_request(params: StreamTextParams, provider: Provider, model: str, api_key: str | None) -> HttpRequest:
     body = encode_body(params, provider, model)
-    headers = _headers(provider, api_key, "application/x-ndjson")
+    # a local Ollama takes no key; ollama.com and proxies in front of one take a Bearer
+    headers = bearer_headers(provider, api_key, "application/x-ndjson")
     return HttpRequest("POST", f"{provider.base_url}/api/chat", headers, msgspec.json.encode(body))
 
 
 def models_request(provider: Provider, api_key: str | None) -> HttpRequest:
     """``/api/tags``: the models pulled on this server."""
-    return HttpRequest("GET", f"{provider.base_url}/api/tags", _headers(provider, api_key, "application/json"))
+    return HttpRequest("GET", f"{provider.base_url}/api/tags", bearer_headers(provider, api_key, "application/json"))
 
 
 class _ModelEntry(msgspec.Struct):
