@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from decoding import Run, feed
 from harness import FIXTURES, fixture_payloads
 
 from sidecar.errors import SidecarError
@@ -53,27 +54,8 @@ def wire_messages(name: str, *, named: bool) -> list[tuple[str, str]]:
     return [(json.loads(p)["type"] if named else "", p) for p in payloads]
 
 
-@dataclass
-class Run:
-    decoder: Decoder
-    events: list[Event] = field(default_factory=list)
-    error: SidecarError | None = None
-    error_at: int | None = None
-
-
 def run_messages(messages: list[tuple[str, str]], provider: str = "cohere") -> Run:
-    """Feed like Engine.stream: nothing after the end marker, then ``end()``; stop at a raised error."""
-    run = Run(Decoder(provider))
-    for i, (event, data) in enumerate(messages):
-        if run.decoder.complete:
-            continue
-        try:
-            run.events += run.decoder.feed(event, data)
-        except SidecarError as exc:
-            run.error, run.error_at = exc, i
-            return run
-    run.events += run.decoder.end()
-    return run
+    return feed(Decoder(provider), messages)
 
 
 def run_events(*objs: dict[str, Any] | str) -> Run:

@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from decoding import Run, feed
 from harness import FIXTURES, fixture_payloads
 
 from sidecar.errors import SidecarError
@@ -80,24 +81,8 @@ def wire_messages(name: str) -> list[str]:
     return out
 
 
-@dataclass
-class Run:
-    decoder: Decoder
-    events: list[Event] = field(default_factory=list)
-    error: SidecarError | None = None
-
-
 def run_messages(messages: list[str], provider: str = "gemini") -> Run:
-    """Feed like Engine.stream, then ``end()``; stop at a raised error."""
-    run = Run(Decoder(provider))
-    for data in messages:
-        try:
-            run.events += run.decoder.feed("", data)
-        except SidecarError as exc:
-            run.error = exc
-            return run
-    run.events += run.decoder.end()
-    return run
+    return feed(Decoder(provider), (("", m) for m in messages))
 
 
 def run_chunks(*chunks: dict[str, Any] | str) -> Run:

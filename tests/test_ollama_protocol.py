@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from decoding import Run, feed
 from harness import FIXTURES
 
 from sidecar.errors import SidecarError
@@ -56,27 +57,8 @@ def wire_lines(name: str) -> list[str]:
     return [line for line in raw.splitlines() if line.strip()]
 
 
-@dataclass
-class Run:
-    decoder: Decoder
-    events: list[Event] = field(default_factory=list)
-    error: SidecarError | None = None
-    error_at: int | None = None
-
-
 def run_lines(lines: list[str], provider: str = "ollama") -> Run:
-    """Feed like Engine.stream: ("", line) per line, nothing after the end marker, then ``end()``."""
-    run = Run(Decoder(provider))
-    for i, line in enumerate(lines):
-        if run.decoder.complete:
-            continue
-        try:
-            run.events += run.decoder.feed("", line)
-        except SidecarError as exc:
-            run.error, run.error_at = exc, i
-            return run
-    run.events += run.decoder.end()
-    return run
+    return feed(Decoder(provider), (("", line) for line in lines))
 
 
 def run_objects(*objs: dict[str, Any]) -> Run:

@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from decoding import Run, feed
 from harness import FIXTURES, fixture_payloads
 
 from sidecar.errors import SidecarError
@@ -92,28 +93,8 @@ def wire_messages(name: str) -> list[tuple[str, str]]:
     return out
 
 
-@dataclass
-class Run:
-    decoder: Decoder
-    events: list[Event] = field(default_factory=list)
-    error: SidecarError | None = None
-    error_at: int | None = None
-    """index in wire_messages of the message that raised"""
-
-
 def run_messages(messages: list[tuple[str, str]], provider: str = "openai") -> Run:
-    """Feed like Engine.stream: skip what follows [DONE], then ``end()``; stop at a raised error."""
-    run = Run(Decoder(provider))
-    for i, (event, data) in enumerate(messages):
-        if run.decoder.complete:
-            continue
-        try:
-            run.events += run.decoder.feed(event, data)
-        except SidecarError as exc:
-            run.error, run.error_at = exc, i
-            return run
-    run.events += run.decoder.end()
-    return run
+    return feed(Decoder(provider), messages)
 
 
 def run_fixture(name: str) -> Run:
