@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+import urllib.parse
 import uuid
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -68,6 +70,8 @@ if TYPE_CHECKING:
     from .app import App
     from .loop import LoopManager
     from .meilisearch import ChatWorkspaces
+
+log = logging.getLogger("sidecar.api")
 
 
 class Api:
@@ -205,10 +209,17 @@ class Api:
             model = split_model(model)[1]
         if not model:
             raise SidecarError("invalid_request", "model must not be empty")
-        if isinstance(params.api_key, str):
-            await self.credentials.save(provider, _clean_key(params.api_key))
-        self.app.settings.value.active = ActiveProvider(provider=provider.id, model=model)
-        self.app.settings.save()
+        key = _clean_key(params.api_key) if isinstance(params.api_key, str) else None
+        previous = self.app.settings.set_active(ActiveProvider(provider=provider.id, model=model))
+        if key is not None:
+            try:
+                await self.credentials.save(provider, key, key_host(provider))
+            except BaseException:
+                try:  # all or nothing: the key failed, so the choice is undone too
+                    self.app.settings.set_active(previous)
+                except SidecarError as exc:
+                    log.error("could not restore the active provider after a failed key save: %s", exc.info.message)
+                raise
         return self.info(provider)
 
     async def get_active_provider(self, ctx: RequestContext) -> ActiveProvider | None:
@@ -277,7 +288,7 @@ class Api:
 
     async def save_api_key(self, ctx: RequestContext, params: SaveApiKeyParams) -> SaveApiKeyResult:
         provider = self.registry.get(params.provider)
-        await self.credentials.save(provider, _clean_key(params.api_key))
+        await self.credentials.save(provider, _clean_key(params.api_key), key_host(provider))
         return SaveApiKeyResult(provider=provider.id, has_api_key=True)
 
     async def get_api_key(self, ctx: RequestContext, params: ProviderParams) -> ApiKeyStatus:
@@ -312,6 +323,11 @@ class Api:
 
         ctx.spawn(stop_after_reply)
         return Empty()
+
+
+def key_host(provider: Provider) -> str:
+    """The host a key saved now for ``provider`` is bound to: its base URL's."""
+    return urllib.parse.urlsplit(provider.base_url).hostname or ""
 
 
 def _clean_key(key: str) -> str:

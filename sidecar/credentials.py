@@ -19,7 +19,7 @@ import anyio.to_thread
 
 from .errors import SidecarError
 from .providers import Provider
-from .settings import SettingsStore
+from .settings import KeyBinding, SettingsStore
 from .types import ApiKeyStatus, KeySource
 
 log = logging.getLogger("sidecar.credentials")
@@ -142,22 +142,34 @@ class Credentials:
             return env_value, "env"
         return None
 
-    async def save(self, provider: Provider, key: str) -> None:
-        await self._call(partial(_set, self.service, provider.id, key), provider)
-        saved = self._settings.value.saved_keys
-        if provider.id not in saved:
-            saved.append(provider.id)
-            saved.sort()
-            self._settings.save()
+    async def save(self, provider: Provider, key: str, host: str) -> None:
+        """Save ``key`` for ``provider``, bound to ``host``: the settings' key index first, then the
+        keychain, and the index put back as it was when the keychain fails, so a failure changes
+        nothing. (This order because a settings write can be undone; a keychain write could only be
+        undone by reading the old key back.)"""
+        previous = self._settings.bind_key(provider.id, host)  # storage_error: the keychain is untouched
+        try:
+            await self._call(partial(_set, self.service, provider.id, key), provider)
+        except BaseException:
+            self._undo(provider, previous)
+            raise
         log.info("saved an API key for %s", provider.id)
 
     async def delete(self, provider: Provider) -> bool:
-        deleted = await self._call(partial(_delete, self.service, provider.id), provider)
-        saved = self._settings.value.saved_keys
-        if provider.id in saved:
-            saved.remove(provider.id)
-            self._settings.save()
-        return deleted
+        """Delete ``provider``'s saved key; like ``save``, the index first and put back on failure."""
+        previous = self._settings.unbind_key(provider.id)
+        try:
+            return await self._call(partial(_delete, self.service, provider.id), provider)
+        except BaseException:
+            self._undo(provider, previous)
+            raise
+
+    def _undo(self, provider: Provider, previous: KeyBinding) -> None:
+        try:
+            self._settings.restore_key(provider.id, previous)
+        except SidecarError as exc:
+            log.error("could not restore the key index of %s after a keychain failure: %s", provider.id,
+                      exc.info.message)
 
     async def status(self, provider: Provider) -> ApiKeyStatus:
         found = await self.resolve(provider)

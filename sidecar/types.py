@@ -157,6 +157,7 @@ ErrorCode = Literal[
     "protocol_error",
     "cancelled",
     "keyring_unavailable",
+    "storage_error",
     "not_found",
     "internal",
 ]

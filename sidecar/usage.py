@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from msgspec import UNSET
 
 from .errors import SidecarError
+from .storage import private_dir, private_file
 from .types import UsageGroup, UsageStats, UsageStatsParams
 
 if TYPE_CHECKING:
@@ -235,7 +236,11 @@ class UsageStore:
     def _writer(self) -> sqlite3.Connection:
         """The writer connection, opening (and creating) the database on first use."""
         if self._db is None:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(self.data_dir)
+            private_file(self.path)  # 0600 before SQLite opens it: SQLite gives -wal and -shm the db's mode
+            for suffix in ("-wal", "-shm"):  # left by an older version with a wider mode
+                with contextlib.suppress(FileNotFoundError):
+                    os.chmod(f"{self.path}{suffix}", 0o600)
             self._db = _connect(self.path)
             try:
                 _prepare(self._db)

@@ -31,7 +31,8 @@ def test_settings_file_is_written_and_read_back(data_dir: Path) -> None:
     saved = json.loads((data_dir / "settings.json").read_text())
     assert saved["custom_providers"][0]["base_url"] == "http://127.0.0.1:9001/v1"
     assert saved["active"] == {"provider": "p1", "model": "m"}
-    assert [p.name for p in data_dir.iterdir()] == ["settings.json"]  # no temp file left behind
+    # no temp file left behind; settings.lock is the writers' lock file
+    assert sorted(p.name for p in data_dir.iterdir()) == ["settings.json", "settings.lock"]
 
 
 def test_corrupt_settings_are_kept_aside_and_reported(data_dir: Path) -> None:

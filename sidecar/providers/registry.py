@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-import msgspec
 from msgspec import UNSET
 
 from ..errors import SidecarError, header_safe
-from ..settings import ProviderOverride, SettingsStore
+from ..settings import Settings, SettingsStore
 from ..types import ConfigureProviderParams, ProviderConfig
 from .catalog import BUILTIN
 from .model import Provider
@@ -41,12 +40,13 @@ class Registry:
         self._builtin = {p.id: p for p in BUILTIN}
 
     def all(self) -> list[Provider]:
-        custom = [Provider.from_config(c) for c in self._settings.value.custom_providers]
-        return sorted(map(self._configured, [*self._builtin.values(), *custom]), key=lambda p: p.id)
+        settings = self._settings.value
+        custom = [Provider.from_config(c) for c in settings.custom_providers]
+        return sorted((self._configured(p, settings) for p in [*self._builtin.values(), *custom]), key=lambda p: p.id)
 
-    def _configured(self, p: Provider) -> Provider:
+    def _configured(self, p: Provider, settings: Settings) -> Provider:
         """A built-in with the user's overrides applied (headers and extra_body merged over the catalog's)."""
-        o = self._settings.value.overrides.get(p.id)
+        o = settings.overrides.get(p.id)
         if o is None:
             return p
         if p.is_custom:  # a custom provider's own fields are changed in place; only limits live here
@@ -61,11 +61,12 @@ class Registry:
         )
 
     def get(self, provider_id: str) -> Provider:
+        settings = self._settings.value
         if provider_id in self._builtin:
-            return self._configured(self._builtin[provider_id])
-        for cfg in self._settings.value.custom_providers:
+            return self._configured(self._builtin[provider_id], settings)
+        for cfg in settings.custom_providers:
             if cfg.id == provider_id:
-                return self._configured(Provider.from_config(cfg))
+                return self._configured(Provider.from_config(cfg), settings)
         raise SidecarError("unknown_provider", f"Unknown provider {provider_id!r}", provider=provider_id)
 
     def register(self, cfg: ProviderConfig) -> Provider:
@@ -81,11 +82,7 @@ class Registry:
             raise SidecarError("invalid_request", f"protocol {cfg.protocol!r} is not available for custom providers")
         _check_url(cfg.base_url)
         _check_headers(cfg.headers)
-        providers = [c for c in self._settings.value.custom_providers if c.id != cfg.id]
-        providers.append(cfg)
-        providers.sort(key=lambda c: c.id)
-        self._settings.value.custom_providers = providers
-        self._settings.save()
+        self._settings.upsert_custom(cfg)
         return Provider.from_config(cfg)
 
     def configure(self, params: ConfigureProviderParams) -> Provider:
@@ -98,30 +95,11 @@ class Registry:
         fields = ("base_url", "headers", "api_key_env", "extra_body", "limits")
         changes = {f: getattr(params, f) for f in fields if getattr(params, f) is not UNSET}
         self.get(params.id)  # unknown_provider
-        overrides = self._settings.value.overrides
-        if params.id not in self._builtin:
-            cfg = next(c for c in self._settings.value.custom_providers if c.id == params.id)
-            if changes.get("base_url", "") is None:
-                raise SidecarError("invalid_request", "a custom provider's base_url cannot be reset")
-            for name, value in changes.items():
-                if name != "limits":
-                    setattr(cfg, name, UNSET if value is None else value)
-            changes = {k: v for k, v in changes.items() if k == "limits"}
-        current = msgspec.structs.asdict(overrides.get(params.id, ProviderOverride()))
-        updated = ProviderOverride(**{**current, **changes})
-        if updated == ProviderOverride():
-            overrides.pop(params.id, None)
-        else:
-            overrides[params.id] = updated
-        self._settings.save()
+        custom = params.id not in self._builtin
+        if custom and changes.get("base_url", "") is None:
+            raise SidecarError("invalid_request", "a custom provider's base_url cannot be reset")
+        self._settings.override(params.id, changes, custom=custom)
         return self.get(params.id)
 
     def remove(self, provider_id: str) -> bool:
-        before = self._settings.value.custom_providers
-        after = [c for c in before if c.id != provider_id]
-        if len(after) == len(before):
-            return False
-        self._settings.value.custom_providers = after
-        self._settings.value.overrides.pop(provider_id, None)
-        self._settings.save()
-        return True
+        return self._settings.remove_custom(provider_id)
