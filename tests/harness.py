@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -42,12 +42,13 @@ class Sidecar:
     """A running ``python -m sidecar``; messages on its stdout are parsed as they arrive."""
 
     def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None,
-                 unset: Iterable[str] = ()) -> None:
+                 unset: Iterable[str] = (), prefix: Sequence[str] = ()) -> None:
+        """``prefix`` runs the sidecar through another command, e.g. ``setpriv`` to run it as another user."""
         full_env = sidecar_env(data_dir, **(env or {}))
         for name in unset:
             full_env.pop(name, None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sidecar", *args],
+            [*prefix, sys.executable, "-m", "sidecar", *args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=full_env, cwd=ROOT,
         )
