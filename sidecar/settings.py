@@ -161,7 +161,8 @@ class SettingsStore:
     def update(self, change: Callable[[Settings], T]) -> T:
         """Apply ``change`` to a fresh copy of the file's settings under the lock, save it, and
         return what ``change`` returned. ``change`` may raise to abort: nothing is written then.
-        Nothing is written either when it changed nothing."""
+        Nothing is written either when it changed nothing, which succeeds even in a data dir that
+        cannot be written (e.g. saving a new key for a provider whose key is already indexed)."""
         with self._mutex:
             try:
                 private_dir(self.data_dir)
@@ -172,9 +173,22 @@ class SettingsStore:
                     if msgspec.json.encode(fresh) != before:
                         stamp = self._write(fresh)
             except OSError as exc:
-                raise storage_error(self.path, exc) from None
+                fresh, stamp, result = self._unchanged_by(change, storage_error(self.path, exc))
             self._value, self._stamp = fresh, stamp
             return result
+
+    def _unchanged_by(self, change: Callable[[Settings], T], error: SidecarError) -> tuple[Settings, _Stamp | None, T]:
+        """After a failed write: the file as it is and ``change``'s result when ``change`` changes
+        nothing in it (then nothing needed writing); ``error`` otherwise."""
+        try:
+            fresh, stamp = self._read(set_aside=False)
+        except (OSError, _Corrupt):
+            raise error from None
+        before = msgspec.json.encode(fresh)
+        result = change(fresh)
+        if msgspec.json.encode(fresh) != before:
+            raise error
+        return fresh, stamp, result
 
     def _write(self, value: Settings) -> _Stamp | None:
         """Write atomically (temp file 0600, fsync, rename); the stamp of the file written."""

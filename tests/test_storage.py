@@ -254,8 +254,9 @@ def test_a_read_only_data_dir_changes_nothing() -> None:
         data_dir.mkdir()
         home.mkdir()
         settings = data_dir / "settings.json"
-        settings.write_text(json.dumps({"custom_providers": [provider("before")]}))
-        keyring.write_text(json.dumps({f"{SERVICE}/other": "a-key-saved-earlier"}))
+        settings.write_text(json.dumps({"custom_providers": [provider("before"), provider("indexed")],
+                                        "saved_keys": ["indexed"], "key_hosts": {"indexed": "127.0.0.1"}}))
+        keyring.write_text(json.dumps({f"{SERVICE}/indexed": "a-key-saved-earlier"}))
         owned_by_nobody(data_dir, home, keyring, settings)
         os.chmod(settings, 0o600)
         os.chmod(data_dir, 0o500)
@@ -269,14 +270,15 @@ def test_a_read_only_data_dir_changes_nothing() -> None:
             assert KEY not in message
             assert keyring.read_bytes() == keyring_before  # the keychain holds nothing new
             assert sc.call("get_api_key", {"provider": "before"})["has_api_key"] is False
-            assert sc.call("list_saved_providers") == []
+            assert [p["provider"] for p in sc.call("list_saved_providers")] == ["indexed"]
 
             storage_error(sc.request("set_active_provider", {"provider": "before", "model": "m", "api_key": KEY}))
             assert sc.call("get_active_provider") is None
+            storage_error(sc.request("delete_api_key", {"provider": "indexed"}))
             assert keyring.read_bytes() == keyring_before
 
             storage_error(sc.request("llm_register_custom_provider", provider("after")))
-            assert custom_ids(sc) == {"before"}  # not listed: the failed registration did not take effect
+            assert custom_ids(sc) == {"before", "indexed"}  # not listed: the failed registration took no effect
             storage_error(sc.request("configure_provider", {"id": "before", "base_url": "http://127.0.0.1:7/v1"}))
             storage_error(sc.request("llm_remove_custom_provider", {"id": "before"}))
             listed = {p["id"]: p for p in sc.call("list_providers")}
@@ -286,6 +288,10 @@ def test_a_read_only_data_dir_changes_nothing() -> None:
             events = sc.stream({"model": "mock:echo", "messages": [{"role": "user", "content": "hi"}]})
             assert events[-1]["type"] == "done"
             sc.call("list_providers")
+
+            # a change that needs no settings write still works: a new key for a provider already indexed
+            assert sc.call("save_api_key", {"provider": "indexed", "api_key": KEY})["has_api_key"] is True
+            assert json.loads(keyring.read_bytes()) == {f"{SERVICE}/indexed": KEY}
         finally:
             sc.kill()
         assert settings.read_bytes() == settings_before
