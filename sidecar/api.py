@@ -93,7 +93,8 @@ class Api:
             active = self.app.settings.value.active
             return active.model if active is not None and active.provider == provider else None
 
-        return ChatWorkspaces(self.registry, self.credentials, lambda: self.app.proxy, active_model)
+        return ChatWorkspaces(self.registry, self.credentials, lambda: self.app.proxy, active_model,
+                              self.app.trust.allows_meilisearch)
 
     def info(self, provider: Provider) -> ProviderInfo:
         cfg = provider.config()

@@ -41,6 +41,8 @@ class Settings(msgspec.Struct):
     overrides: dict[str, ProviderOverride] = msgspec.field(default_factory=dict)
     active: ActiveProvider | None = None
     saved_keys: list[str] = msgspec.field(default_factory=list)
+    key_hosts: dict[str, str] = msgspec.field(default_factory=dict)
+    """provider id -> the host its saved key may be sent to (the host of its base URL when it was saved)"""
 
 
 def default_data_dir() -> Path:
