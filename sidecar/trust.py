@@ -111,7 +111,7 @@ class KeyBinding:
         bound = ", ".join(sorted(self.hosts)) or "no host"
         raise SidecarError(
             "key_host_mismatch",
-            f"{provider}: the API key ({self.why}) may be sent only to {bound}, not to {host or url!r}. "
+            f"{provider}: the API key ({self.why}) may be sent only to {bound}, not to {host or repr(url)}. "
             f"To use {host or 'this address'}, save the key again for it (save_api_key after configuring the "
             f"base URL), or have the app set the base URL at start (--base-url {provider}=URL)",
             provider=provider,
