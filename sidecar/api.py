@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import urllib.parse
 import uuid
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -97,7 +96,8 @@ class Api:
             active = self.app.settings.value.active
             return active.model if active is not None and active.provider == provider else None
 
-        return ChatWorkspaces(self.registry, self.credentials, lambda: self.app.proxy, active_model)
+        return ChatWorkspaces(self.registry, self.credentials, lambda: self.app.proxy, active_model,
+                              self.app.trust.allows_meilisearch)
 
     def info(self, provider: Provider) -> ProviderInfo:
         cfg = provider.config()
@@ -213,7 +213,7 @@ class Api:
         previous = self.app.settings.set_active(ActiveProvider(provider=provider.id, model=model))
         if key is not None:
             try:
-                await self.credentials.save(provider, key, key_host(provider))
+                await self.credentials.save(provider, key)
             except BaseException:
                 try:  # all or nothing: the key failed, so the choice is undone too
                     self.app.settings.set_active(previous)
@@ -288,7 +288,7 @@ class Api:
 
     async def save_api_key(self, ctx: RequestContext, params: SaveApiKeyParams) -> SaveApiKeyResult:
         provider = self.registry.get(params.provider)
-        await self.credentials.save(provider, _clean_key(params.api_key), key_host(provider))
+        await self.credentials.save(provider, _clean_key(params.api_key))
         return SaveApiKeyResult(provider=provider.id, has_api_key=True)
 
     async def get_api_key(self, ctx: RequestContext, params: ProviderParams) -> ApiKeyStatus:
@@ -324,10 +324,6 @@ class Api:
         ctx.spawn(stop_after_reply)
         return Empty()
 
-
-def key_host(provider: Provider) -> str:
-    """The host a key saved now for ``provider`` is bound to: its base URL's."""
-    return urllib.parse.urlsplit(provider.base_url).hostname or ""
 
 
 def _clean_key(key: str) -> str:

@@ -19,6 +19,7 @@ from .errors import SidecarError
 from .providers import Registry
 from .rpc import RpcError, RpcServer, protect_stdout
 from .settings import SettingsStore
+from .trust import Trust
 from .types import SidecarReady
 
 if TYPE_CHECKING:
@@ -36,11 +37,12 @@ def map_error(exc: Exception) -> RpcError | None:
 
 
 class App:
-    def __init__(self, data_dir: Path, keyring_service: str) -> None:
+    def __init__(self, data_dir: Path, keyring_service: str, trust: Trust | None = None) -> None:
         self.data_dir = data_dir
+        self.trust = trust or Trust()
         self.settings = SettingsStore(data_dir)
-        self.registry = Registry(self.settings)
-        self.credentials = Credentials(keyring_service, self.settings)
+        self.registry = Registry(self.settings, self.trust)
+        self.credentials = Credentials(keyring_service, self.settings, self.trust)
         self.engine = Engine(self.registry, self.credentials, self.settings)
         self.engine.observers.append(lambda outcome: self.usage.record(outcome))
         self.api = Api(self)

@@ -229,7 +229,7 @@ class Chat:
             self.say(f"  {pid:<{width}}  {protocol:<{pwidth}}  {key}")
 
     def key(self, rest: str) -> None:
-        from .api import _clean_key, key_host
+        from .api import _clean_key
 
         parts = rest.split()
         if len(parts) != 2 or parts[0] != "set":
@@ -248,7 +248,7 @@ class Chat:
             return
         try:
             key = _clean_key(typed)
-            self.portal.call(self.app.credentials.save, provider, key, key_host(provider))
+            self.portal.call(self.app.credentials.save, provider, key)
         except SidecarError as exc:
             self.error(exc.info.message)
             return

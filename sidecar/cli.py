@@ -7,8 +7,12 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .app import App
 
 DESCRIPTION = """\
 llm-sidecar: one typed JSON-RPC 2.0 interface to every LLM provider, for desktop apps.
@@ -49,16 +53,33 @@ def _serve_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
                         help="exit when process N ends (pass the app's pid)")
 
 
+def _trust_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """The app's trusted side: what RPC params (which a compromised webview controls) may never widen."""
+    d = (lambda v: v) if defaults else (lambda v: argparse.SUPPRESS)
+    parser.add_argument("--base-url", action="append", metavar="PROVIDER=URL", default=d([]),
+                        help="set a provider's base URL; keys from its catalog variable may go there "
+                        "(repeatable; env LLM_SIDECAR_BASE_URLS=PROVIDER=URL,...)")
+    parser.add_argument("--allow-env", action="append", metavar="NAME=HOST", default=d([]),
+                        help="let configure_provider's api_key_env name variable NAME, whose value may be sent only "
+                        "to HOST (repeatable; env LLM_SIDECAR_ALLOW_ENV=NAME=HOST,...)")
+    parser.add_argument("--allow-meilisearch", action="append", metavar="URL", default=d([]),
+                        help="let configure_chat_workspace give a provider's own key to the Meilisearch at URL; "
+                        "others are configured through the local proxy (repeatable; env "
+                        "LLM_SIDECAR_ALLOW_MEILISEARCH=URL,...)")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llm-sidecar", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"llm-sidecar {__version__}")
     _common(p, True)
     _serve_options(p, True)
+    _trust_options(p, True)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     serve = sub.add_parser("serve", help="serve JSON-RPC on stdio (the default)")
     _common(serve, False)
     _serve_options(serve, False)
+    _trust_options(serve, False)
     schema = sub.add_parser("schema", help="write the OpenRPC document (schema/openrpc.json)")
     _common(schema, False)
     schema.add_argument("--output", "-o", metavar="PATH", default="schema/openrpc.json",
@@ -66,6 +87,7 @@ def parser() -> argparse.ArgumentParser:
     schema.add_argument("--check", action="store_true", help="exit 1 if PATH is not up to date; write nothing")
     chat = sub.add_parser("chat", help="chat with a model in the terminal (mock:echo works offline)")
     _common(chat, False)
+    _trust_options(chat, False)
     chat.add_argument("--model", metavar="PROVIDER:MODEL", default=None,
                       help="the model to chat with (default: the active provider, else mock:echo)")
     build = sub.add_parser("build-binary", help="build a one-file executable for Tauri's externalBin (needs PyInstaller)")
@@ -98,27 +120,33 @@ def main(argv: list[str] | None = None) -> int:
     return _serve(args)
 
 
+def _app(args: argparse.Namespace) -> App:
+    from .app import App
+    from .settings import default_data_dir
+    from .trust import Trust
+
+    try:
+        trust = Trust.from_options(args.base_url, args.allow_env, args.allow_meilisearch)
+    except ValueError as exc:
+        print(f"llm-sidecar: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
+    app = App(data_dir, args.keyring_service, trust)
+    app.engine.log_requests = args.log_requests
+    return app
+
+
 def _chat(args: argparse.Namespace) -> int:
     """The terminal chat: the same App and engine, but this command owns the terminal (no stdout guard)."""
-    from .app import App
     from .chat import run
-    from .settings import default_data_dir
 
-    data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
-    app = App(data_dir, args.keyring_service)
-    app.engine.log_requests = args.log_requests
-    return run(app, args.model)
+    return run(_app(args), args.model)
 
 
 def _serve(args: argparse.Namespace) -> int:
     import anyio
 
-    from .app import App
-    from .settings import default_data_dir
-
-    data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
-    app = App(data_dir, args.keyring_service)
-    app.engine.log_requests = args.log_requests
+    app = _app(args)
     status = 0
     try:
         anyio.run(lambda: app.serve(drain_timeout=args.drain_timeout, parent_pid=args.parent_pid),

@@ -11,15 +11,17 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
 
-from .errors import SidecarError
+from .errors import SidecarError, header_safe
 from .providers import Provider
-from .settings import KeyBinding, SettingsStore
+from .settings import KeyIndexEntry, SettingsStore
+from .trust import KeyBinding, Trust, host_of
 from .types import ApiKeyStatus, KeySource
 
 log = logging.getLogger("sidecar.credentials")
@@ -90,10 +92,33 @@ def _has_keyring_config() -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class Key:
+    value: str
+    source: KeySource
+    binding: KeyBinding
+
+
+@dataclass(frozen=True)
+class Lookup:
+    key: Key | None
+    keychain_problem: str | None = None
+    """why the keychain could not be read (then only the environment was consulted)"""
+
+
+def check_sendable(key: str, provider: Provider, source: str) -> None:
+    """A key with an invisible or non-ASCII character (pasted with it) cannot go in a header."""
+    if not header_safe(key):
+        raise SidecarError("invalid_request", f"the API key for {provider.id!r} ({source}) holds characters that "
+                           "cannot be sent in an HTTP header; paste it again", provider=provider.id)
+
+
 class Credentials:
-    def __init__(self, service: str, settings: SettingsStore, *, timeout: float = 5.0) -> None:
+    def __init__(self, service: str, settings: SettingsStore, trust: Trust | None = None, *,
+                 timeout: float = 5.0) -> None:
         self.service = service
         self._settings = settings
+        self._trust = trust or Trust()
         self._timeout = timeout
         self._backend = _Backend()
 
@@ -126,28 +151,82 @@ class Credentials:
 
     # --- public API -------------------------------------------------------------------
 
-    async def resolve(self, provider: Provider) -> tuple[str, KeySource] | None:
-        """The key to use for a request now, and where it came from."""
-        env_value = os.environ.get(provider.api_key_env) if provider.api_key_env else None
+    def _env_binding(self, provider: Provider) -> KeyBinding | None:
+        """Where the provider's environment variable may be sent; None when the app did not allow it."""
+        name = provider.api_key_env
+        if not name:
+            return None
+        hosts = set()
+        if name == provider.own_key_env and provider.key_host:
+            hosts.add(provider.key_host)
+        allowed = self._trust.allowed_env.get(name)
+        if allowed:
+            hosts.add(allowed)
+        return KeyBinding(frozenset(hosts), f"from {name}") if hosts else None
+
+    def _saved_binding(self, provider: Provider) -> KeyBinding:
+        host = (self._settings.value.key_hosts.get(provider.id) or provider.key_host
+                or host_of(provider.base_url))
+        return KeyBinding(frozenset({host}), f"saved for {host}")
+
+    async def lookup(self, provider: Provider) -> Lookup:
+        """The key a request would use now, where it came from and where it may go.
+
+        No keychain is a normal state: reading then finds no saved key (and says why), and the environment
+        is still consulted.
+        """
+        problem = None
         try:
             saved = await self._read(provider)
-        except SidecarError:
-            if env_value:
-                log.warning("keychain unavailable; using %s for %s", provider.api_key_env, provider.id)
-                return env_value, "env"
-            raise
+        except SidecarError as exc:
+            saved, problem = None, exc.info.message
         if saved:
-            return saved, "keyring"
-        if env_value:
-            return env_value, "env"
-        return None
+            return Lookup(Key(saved, "keyring", self._saved_binding(provider)))
+        binding = self._env_binding(provider)
+        value = os.environ.get(provider.api_key_env) if binding and provider.api_key_env else None
+        if binding and value:
+            if problem:
+                log.warning("keychain unavailable; using %s for %s", provider.api_key_env, provider.id)
+            return Lookup(Key(value, "env", binding), problem)
+        return Lookup(None, problem)
 
-    async def save(self, provider: Provider, key: str, host: str) -> None:
-        """Save ``key`` for ``provider``, bound to ``host``: the settings' key index first, then the
-        keychain, and the index put back as it was when the keychain fails, so a failure changes
-        nothing. (This order because a settings write can be undone; a keychain write could only be
-        undone by reading the old key back.)"""
-        previous = self._settings.bind_key(provider.id, host)  # storage_error: the keychain is untouched
+    async def key_for(self, provider: Provider, url: str) -> str | None:
+        """The key to send to ``url`` for ``provider`` now; None when none is needed and none is there.
+
+        Raises ``missing_api_key`` when one is needed and none is found, ``key_host_mismatch`` when the key
+        belongs to another host.
+        """
+        found = await self.lookup(provider)
+        if found.key is None:
+            if provider.requires_api_key:
+                raise self.missing(provider, found)
+            return None
+        found.key.binding.check(url, provider.id)
+        check_sendable(found.key.value, provider, found.key.source)
+        return found.key.value
+
+    def missing(self, provider: Provider, found: Lookup) -> SidecarError:
+        env = f" or set {provider.api_key_env}" if provider.api_key_env else ""
+        if provider.api_key_env and self._env_binding(provider) is None:
+            env = (f" ({provider.api_key_env} is not consulted: the app did not allow it with "
+                   f"--allow-env {provider.api_key_env}=HOST)")
+        message = f"No API key saved for provider {provider.id!r} (save one with save_api_key{env})"
+        if found.keychain_problem:
+            message += f". {found.keychain_problem}"
+        err = SidecarError("missing_api_key", message, provider=provider.id)
+        if found.keychain_problem:
+            err.info.keychain = "unavailable"
+        return err
+
+    async def save(self, provider: Provider, key: str) -> None:
+        """Save ``key`` for ``provider``, bound to the host of its base URL now (it will go nowhere else).
+
+        The settings' key index first, then the keychain, and the index put back as it was when the
+        keychain fails, so a failure changes nothing. (This order because a settings write can be undone;
+        a keychain write could only be undone by reading the old key back.)
+        """
+        # a storage_error here leaves the keychain untouched
+        previous = self._settings.bind_key(provider.id, host_of(provider.base_url))
         try:
             await self._call(partial(_set, self.service, provider.id, key), provider)
         except BaseException:
@@ -164,7 +243,7 @@ class Credentials:
             self._undo(provider, previous)
             raise
 
-    def _undo(self, provider: Provider, previous: KeyBinding) -> None:
+    def _undo(self, provider: Provider, previous: KeyIndexEntry) -> None:
         try:
             self._settings.restore_key(provider.id, previous)
         except SidecarError as exc:
@@ -172,17 +251,20 @@ class Credentials:
                       exc.info.message)
 
     async def status(self, provider: Provider) -> ApiKeyStatus:
-        found = await self.resolve(provider)
-        if found is None:
-            return ApiKeyStatus(provider=provider.id, has_api_key=False, source=None, preview=None)
-        key, source = found
-        return ApiKeyStatus(provider=provider.id, has_api_key=True, source=source, preview=preview(key))
+        found = await self.lookup(provider)
+        if found.key is None:
+            status = ApiKeyStatus(provider=provider.id, has_api_key=False, source=None, preview=None)
+            if found.keychain_problem:
+                status.keychain, status.hint = "unavailable", found.keychain_problem
+            return status
+        key = found.key
+        return ApiKeyStatus(provider=provider.id, has_api_key=True, source=key.source, preview=preview(key.value))
 
     def known_source(self, provider: Provider) -> KeySource | None:
         """Where a key is, without asking the keychain: the saved-key index, then the environment."""
         if provider.id in self._settings.value.saved_keys:
             return "keyring"
-        if provider.api_key_env and os.environ.get(provider.api_key_env):
+        if provider.api_key_env and os.environ.get(provider.api_key_env) and self._env_binding(provider):
             return "env"
         return None
 

@@ -21,8 +21,8 @@ import msgspec
 
 from . import __version__
 from .checks import JsonAnswer, check_request
-from .credentials import Credentials, redact
-from .errors import SidecarError, header_safe
+from .credentials import Credentials, check_sendable, redact
+from .errors import SidecarError
 from .policy import CONNECT_S, IDLE_S, Policy, backoff_ms, policy_for, retry_after_ms
 from .protocols import WireProtocol, get_protocol
 from .protocols import mock as mock_protocol
@@ -185,6 +185,7 @@ class Engine:
             timeout=httpx.Timeout(IDLE_S, connect=CONNECT_S),
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=60),
             headers={"user-agent": f"llm-sidecar/{__version__}"},
+            follow_redirects=False,  # a redirect must never carry a key to another host
         )
 
     async def aclose(self) -> None:
@@ -198,8 +199,8 @@ class Engine:
             raise SidecarError("invalid_request", "messages must not be empty")
         if isinstance(params.model, str):
             provider_id, model = split_model(params.model)
-        elif self.settings.value.active is not None:
-            provider_id, model = self.settings.value.active.provider, self.settings.value.active.model
+        elif (active := self.settings.value.active) is not None:  # read once: another process may change it
+            provider_id, model = active.provider, active.model
         else:
             raise SidecarError("invalid_request", "no model given and no active provider set")
         provider = self.registry.get(provider_id)
@@ -221,17 +222,10 @@ class Engine:
             ) from None
 
     async def _key(self, provider: Provider) -> str | None:
-        found = await self.credentials.resolve(provider) if provider.requires_api_key or provider.api_key_env else None
-        if found is None and provider.requires_api_key:
-            env = f" or set {provider.api_key_env}" if provider.api_key_env else ""
-            raise SidecarError(
-                "missing_api_key",
-                f"No API key saved for provider {provider.id!r} (save one with save_api_key{env})",
-                provider=provider.id,
-            )
-        if found is not None:
-            _check_key(found[0], provider, found[1])
-        return found[0] if found else None
+        """The key to send to the provider's base URL; raises when one is needed and none may go there."""
+        if not (provider.requires_api_key or provider.api_key_env):
+            return None
+        return await self.credentials.key_for(provider, provider.base_url)
 
     # --- streams -------------------------------------------------------------------------
 
@@ -353,7 +347,7 @@ class Engine:
             try:
                 return await self._attempt(target, run, policy)
             except SidecarError as exc:
-                if run.output or not exc.info.retryable or retries >= policy.max_retries:
+                if run.output or not exc.info.retryable or retries >= policy.max_retries or exc.local:
                     raise
                 retry_after = exc.info.retry_after_ms if isinstance(exc.info.retry_after_ms, int) else None
                 delay = backoff_ms(retries, retry_after)
@@ -420,7 +414,7 @@ class Engine:
                         body = await _read_limited(response)
                         err = protocol.map_http_error(response.status_code, body, provider.id)
                         wait = retry_after_ms(response.headers, response.status_code)
-                        if wait is not None:
+                        if wait is not None and err.info.retryable:
                             err.info.retry_after_ms = wait
                         raise err
                     if protocol.framing == "sse" and "text/event-stream" not in response.headers.get(
@@ -476,9 +470,9 @@ class Engine:
         error: SidecarError | None = None
         if provider.protocol != "mock":
             try:
-                if isinstance(params.api_key, str):
+                if isinstance(params.api_key, str):  # the caller's own key: it may go where the caller says
                     key: str | None = params.api_key.strip()
-                    _check_key(params.api_key.strip(), provider, "the api_key given")
+                    check_sendable(params.api_key.strip(), provider, "the api_key given")
                 else:
                     key = await self._key(provider)
                 await self._fetch_models(provider, key, TEST_TIMEOUT)
@@ -508,10 +502,7 @@ class Engine:
                 live[p.id] = cached[1]
                 return
             try:
-                found = await self.credentials.resolve(p) if p.requires_api_key or p.api_key_env else None
-                if found is None and p.requires_api_key:
-                    return
-                models = await self._fetch_models(p, found[0] if found else None, MODELS_TIMEOUT)
+                models = await self._fetch_models(p, await self._key(p), MODELS_TIMEOUT)
             except SidecarError as exc:
                 log.info("model list of %s not available: %s", p.id, exc.info.message)
                 return
@@ -565,13 +556,6 @@ async def _messages(response: httpx.Response, framing: str) -> AsyncIterator[tup
         async for line in response.aiter_lines():
             if line.strip():
                 yield "", line
-
-
-def _check_key(key: str, provider: Provider, source: str) -> None:
-    """A key with an invisible or non-ASCII character (pasted with it) cannot go in a header."""
-    if not header_safe(key):
-        raise SidecarError("invalid_request", f"the API key for {provider.id!r} ({source}) holds characters that "
-                           "cannot be sent in an HTTP header; paste it again", provider=provider.id)
 
 
 def _option(params: StreamTextParams, name: str, default: float) -> float:

@@ -39,6 +39,9 @@ class SidecarError(Exception):
             status=UNSET if status is None else status,
         )
 
+    local = False
+    """refused by the sidecar itself (the circuit breaker) without trying the upstream: never retried in place"""
+
     @property
     def code(self) -> str:
         return self.info.code

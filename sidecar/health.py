@@ -40,6 +40,13 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 
+class CircuitOpen(SidecarError):
+    """The breaker refused a request without trying it. The caller may try again later (``retry_after_ms``);
+    the engine hands it to a fallback model but does not wait it out itself."""
+
+    local = True
+
+
 class _Waiter:
     """One queued request; ``granted`` tells a cancelled waiter whether it was already handed a slot."""
 
@@ -106,7 +113,7 @@ class Health:
     async def slot(self, provider: Provider) -> AsyncIterator[None]:
         """Admit one upstream attempt: circuit check, then a concurrency slot, then a rate token.
 
-        Raises ``upstream_unavailable`` (not retryable) at once while the circuit is open. Waiting is
+        Raises ``CircuitOpen`` at once while the circuit is open. Waiting is
         FIFO and cancellable; whatever was taken is given back when the block ends, however it ends.
         """
         st = self._state(provider.id)
@@ -155,13 +162,19 @@ class Health:
                 return None
             st.probe = object()
             return st.probe
-        wait = f"retrying in {max(1, math.ceil(remaining))} s" if remaining > 0 else "a trial request is in flight"
-        raise SidecarError(
+        if remaining > 0:
+            wait = f"requests are refused for another {max(1, math.ceil(remaining))} s"
+        else:
+            wait = "one trial request is in flight"
+        err = CircuitOpen(
             "upstream_unavailable",
             f"{provider_id}: temporarily failing (circuit open after {st.consecutive} consecutive failures); {wait}",
             provider=provider_id,
-            retryable=False,
+            retryable=True,
         )
+        if remaining > 0:
+            err.info.retry_after_ms = math.ceil(remaining * 1000)
+        raise err
 
     # --- concurrency: a FIFO semaphore whose size may change ------------------------------------
 

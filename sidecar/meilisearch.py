@@ -74,7 +74,7 @@ class ProxyLike(Protocol):
 
 
 class KeyResolver(Protocol):
-    async def resolve(self, provider: Provider) -> tuple[str, KeySource] | None: ...
+    async def key_for(self, provider: Provider, url: str) -> str | None: ...
 
     def known_source(self, provider: Provider) -> KeySource | None: ...
 
@@ -93,11 +93,14 @@ class ChatRoute:
     api_version: str | None = None
 
 
+PROXY_ROUTE = ChatRoute("vLlm", native=False)
+
+
 def chat_route(provider: Provider) -> ChatRoute:
     """The Meilisearch source for ``provider``: native for OpenAI, Mistral and Azure, the proxy otherwise."""
     source = NATIVE.get(provider.id)
     if source is None:
-        return ChatRoute("vLlm", native=False)
+        return PROXY_ROUTE
     base = provider.base_url.rstrip("/")
     if source == "azureOpenAi":
         # Meilisearch's Azure client appends /openai/deployments/{id}/...; the catalog's URL ends in /openai
@@ -301,8 +304,11 @@ def _workspace(name: str) -> str:
 
 class ChatWorkspaces:
     def __init__(self, registry: Registry, credentials: KeyResolver, proxy: Callable[[], ProxyLike],
-                 active_model: Callable[[str], str | None] = lambda provider: None) -> None:
+                 active_model: Callable[[str], str | None] = lambda provider: None,
+                 allowed: Callable[[str], bool] = lambda url: False) -> None:
         self.registry = registry
+        self.allowed = allowed
+        """whether the app allowed this Meilisearch (``--allow-meilisearch``) to receive providers' own keys"""
         self.credentials = credentials
         self.proxy = proxy
         """returns the proxy; called only when a provider needs it (it may start it)"""
@@ -322,6 +328,11 @@ class ChatWorkspaces:
         workspace = _workspace(params.workspace)
         provider = self.registry.get(params.provider)
         route = chat_route(provider)
+        if route.native and not self.allowed(params.meilisearch_url):
+            # The app did not allow this Meilisearch to hold the provider's key: it gets the proxy's token instead.
+            log.info("Meilisearch at %s is not allowed to hold %s's key: using the local proxy",
+                     _base(params.meilisearch_url), provider.id)
+            route = PROXY_ROUTE
         # the given model, else the active one when this provider is active, else the catalog's first
         wanted = params.model if isinstance(params.model, str) else None
         wanted = wanted or self.active_model(provider.id) or next(iter(provider.default_models), None)
@@ -335,12 +346,7 @@ class ChatWorkspaces:
                                    provider=provider.id)
         key: str | None = None
         if route.native:  # Meilisearch calls the provider itself with this key: check it before any request
-            found = await self.credentials.resolve(provider)
-            if found is None:
-                env = f" or set {provider.api_key_env}" if provider.api_key_env else ""
-                raise SidecarError("missing_api_key", f"No API key saved for provider {provider.id!r} "
-                                   f"(save one with save_api_key{env})", provider=provider.id)
-            key = found[0]
+            key = await self.credentials.key_for(provider, provider.base_url)
         prompts = params.prompts if isinstance(params.prompts, ChatPrompts) else None
         client = MeilisearchClient(params.meilisearch_url, _opt(params.meilisearch_api_key), secrets=(key,))
         enabled = await client.ensure_chat_enabled()

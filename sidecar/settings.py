@@ -35,7 +35,7 @@ TEMP_PREFIX, TEMP_SUFFIX = ".settings-", ".tmp"
 
 T = TypeVar("T")
 
-KeyBinding = tuple[bool, str | None]
+KeyIndexEntry = tuple[bool, str | None]
 """whether a key is saved for a provider, and the host it is bound to"""
 
 
@@ -267,19 +267,19 @@ class SettingsStore:
 
         self.update(change)
 
-    def bind_key(self, provider_id: str, host: str) -> KeyBinding:
+    def bind_key(self, provider_id: str, host: str) -> KeyIndexEntry:
         """Record that a key is saved for ``provider_id``, bound to ``host``; returns the binding before."""
         return self.restore_key(provider_id, (True, host))
 
-    def unbind_key(self, provider_id: str) -> KeyBinding:
+    def unbind_key(self, provider_id: str) -> KeyIndexEntry:
         """Record that no key is saved for ``provider_id``; returns the binding before."""
         return self.restore_key(provider_id, (False, None))
 
-    def restore_key(self, provider_id: str, binding: KeyBinding) -> KeyBinding:
+    def restore_key(self, provider_id: str, binding: KeyIndexEntry) -> KeyIndexEntry:
         """Set ``provider_id``'s key binding as ``bind_key``/``unbind_key`` returned it; returns the one before."""
         saved, host = binding
 
-        def change(s: Settings) -> KeyBinding:
+        def change(s: Settings) -> KeyIndexEntry:
             previous = (provider_id in s.saved_keys, s.key_hosts.get(provider_id))
             keys = set(s.saved_keys) - {provider_id}
             s.saved_keys = sorted(keys | {provider_id} if saved else keys)

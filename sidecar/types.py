@@ -158,6 +158,7 @@ ErrorCode = Literal[
     "cancelled",
     "keyring_unavailable",
     "storage_error",
+    "key_host_mismatch",
     "not_found",
     "internal",
 ]
@@ -171,6 +172,8 @@ class ErrorInfo(Wire):
     status: int | UnsetType = UNSET
     retry_after_ms: int | UnsetType = UNSET
     """when the upstream said how long to wait (Retry-After and the providers' reset headers)"""
+    keychain: Literal["unavailable"] | UnsetType = UNSET
+    """``missing_api_key`` when no OS keychain could be read: the message says how to get one"""
 
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "other", "max_steps"]
@@ -368,6 +371,10 @@ class ApiKeyStatus(Wire):
     has_api_key: bool
     source: KeySource | None
     preview: str | None
+    keychain: Literal["unavailable"] | UnsetType = UNSET
+    """no OS keychain could be read, so only the environment was consulted"""
+    hint: str | UnsetType = UNSET
+    """with ``keychain``: why, and how to get a keychain"""
 
 
 class DeletedResult(Wire):

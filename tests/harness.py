@@ -33,7 +33,7 @@ def sidecar_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
     env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"
     env["LLM_SIDECAR_DATA_DIR"] = str(data_dir)
-    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,127.0.0.2,localhost"
     env.update(extra)
     return {k: v for k, v in env.items() if v is not None}
 
@@ -195,7 +195,7 @@ class Seen:
 class Upstream:
     """Replies are chosen by the request's ``model`` (or path), so concurrent streams can differ."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.replies: dict[str, Reply] = {}
         self.default = Reply(status=404, chunks=[b'{"error":{"message":"no reply planned"}}'],
                              headers={"content-type": "application/json"})
@@ -254,10 +254,10 @@ class Upstream:
 
             do_GET = do_POST = _serve
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((host, 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.base_url = f"http://{host}:{self.port}/v1"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:

@@ -544,10 +544,10 @@ def test_anthropic_forced_tool_json_is_text_end_to_end(sidecar: Sidecar, upstrea
 
 
 def test_images_for_a_model_without_vision_are_refused_before_the_network(data_dir: Path, upstream: Upstream) -> None:
-    sc = Sidecar(data_dir, env={"DEEPSEEK_API_KEY": "sk-deepseek-test-0123456789"})
+    sc = Sidecar(data_dir, "--base-url", f"deepseek={upstream.base_url}",
+                 env={"DEEPSEEK_API_KEY": "sk-deepseek-test-0123456789"})
     try:
         sc.wait_for(lambda m: m.get("method") == "sidecar-ready")
-        sc.call("configure_provider", {"id": "deepseek", "base_url": upstream.base_url})
         msgs = [{"role": "user", "content": IMAGES}]
         for method in ("llm_stream_text", "complete_chat"):
             resp = sc.request(method, {"model": "deepseek:deepseek-chat", "messages": msgs})

@@ -117,20 +117,29 @@ def test_locked_secret_service_is_keyring_unavailable(data_dir: Path, tmp_path: 
 # --- no keychain at all, and a keychain that never answers ---------------------------------------------
 
 
-def test_no_keychain_is_a_clear_error(data_dir: Path) -> None:
+def test_no_keychain_is_a_normal_state(data_dir: Path) -> None:
+    """Saving needs a keychain (keyring_unavailable); reading without one finds no key (missing_api_key + hint)."""
     sc = spawn(data_dir, backend="keyring.backends.fail.Keyring")
     try:
         data = domain_error(sc.request("save_api_key", {"provider": "openai", "api_key": KEY}))
         assert data["code"] == "keyring_unavailable"
-        message = sc.request("get_api_key", {"provider": "openai"})["error"]["message"]
-        assert "PYTHON_KEYRING_BACKEND" in message and "OPENAI_API_KEY" in message
+        assert data["retryable"] is False and "retry_after_ms" not in data
+        status = sc.call("get_api_key", {"provider": "openai"})
+        assert status["has_api_key"] is False and status["source"] is None and status["preview"] is None
+        assert status["keychain"] == "unavailable"
+        assert "PYTHON_KEYRING_BACKEND" in status["hint"] and "Secret Service" in status["hint"]
         assert sc.call("sidecar_info")["keyring_backend"] is None
         # Nothing was written in plain text instead.
         assert KEY.encode() not in b"".join(p.read_bytes() for p in data_dir.rglob("*") if p.is_file())
-        # A stream to a provider that needs a key says so before any network call.
-        data = domain_error(sc.request("llm_stream_text", {"model": "openai:gpt-4o",
-                                                           "messages": [{"role": "user", "content": "x"}]}))
-        assert data["code"] == "keyring_unavailable"
+        # A stream to a provider that needs a key says which error a frontend prompts on, before any network call.
+        resp = sc.request("llm_stream_text", {"model": "openai:gpt-4o",
+                                              "messages": [{"role": "user", "content": "x"}]})
+        data = domain_error(resp)
+        assert data["code"] == "missing_api_key" and data["keychain"] == "unavailable"
+        assert "OPENAI_API_KEY" in resp["error"]["message"] and "keychain" in resp["error"]["message"]
+        assert not [m for m in sc.messages if str(m.get("method", "")).startswith("llm-stream-")]
+        # Deleting needs the keychain too.
+        assert domain_error(sc.request("delete_api_key", {"provider": "openai"}))["code"] == "keyring_unavailable"
     finally:
         sc.kill()
 
@@ -151,14 +160,16 @@ def test_stuck_keychain_times_out_and_the_sidecar_keeps_serving(data_dir: Path) 
         # Other requests are answered while the keychain call hangs.
         assert any(p["id"] == "mock" for p in sc.call("list_providers"))
         resp = sc.wait_for(lambda m: m.get("id") == "slow", timeout=20)
-        data = resp["error"]["data"]
-        assert data["code"] == "keyring_unavailable" and "did not answer" in resp["error"]["message"]
+        status = resp["result"]
+        assert status["has_api_key"] is False and status["keychain"] == "unavailable"
+        assert "did not answer" in status["hint"]
     finally:
         sc.kill()
 
 
 def test_environment_fallback_and_custom_env_var(data_dir: Path, upstream: Upstream) -> None:
-    sc = spawn(data_dir, backend="keyring.backends.null.Keyring", MY_LOCAL_KEY="local-secret-value-123")
+    sc = spawn(data_dir, "--allow-env", "MY_LOCAL_KEY=127.0.0.1", backend="keyring.backends.null.Keyring",
+               MY_LOCAL_KEY="local-secret-value-123")
     try:
         register_upstream(sc, upstream, "envy", requires_api_key=True, api_key_env="MY_LOCAL_KEY")
         info = {p["id"]: p for p in sc.call("list_providers")}["envy"]

@@ -290,7 +290,8 @@ def test_no_key_leaks_through_any_fault(tmp_path: Path) -> None:
     server = FaultServer(echo_auth=True)
     data = tmp_path / "data"
     data.mkdir()
-    sc = TimedSidecar(data, "--log-level", "debug", "--log-requests", env={"FAULT_SECRET_KEY": KEY})
+    sc = TimedSidecar(data, "--log-level", "debug", "--log-requests",
+                      "--allow-env", "FAULT_SECRET_KEY=127.0.0.1", env={"FAULT_SECRET_KEY": KEY})
     try:
         sc.wait_for(lambda m: m.get("method") == "sidecar-ready")
         providers = itertools.count()
@@ -365,7 +366,8 @@ def test_no_key_leaks_through_any_fault(tmp_path: Path) -> None:
 
 def test_key_echoed_in_a_response_header_is_not_logged(tmp_path: Path) -> None:
     server = FaultServer()
-    sc = TimedSidecar(tmp_path, "--log-level", "debug", env={"FAULT_SECRET_KEY": KEY})
+    sc = TimedSidecar(tmp_path, "--log-level", "debug", "--allow-env", "FAULT_SECRET_KEY=127.0.0.1",
+                      env={"FAULT_SECRET_KEY": KEY})
     try:
         sc.wait_for(lambda m: m.get("method") == "sidecar-ready")
         sc.call("llm_register_custom_provider", {"id": "hdr", "name": "Header echo", "protocol": "openai",

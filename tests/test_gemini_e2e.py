@@ -42,7 +42,8 @@ def _shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
 def sidecar(_shared: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
     sc = _shared["sidecar"]
     if sc is None or sc.proc.poll() is not None:
-        sc = _shared["sidecar"] = Sidecar(tmp_path_factory.mktemp("data"), env={"MY_GEM_KEY": KEY})
+        sc = _shared["sidecar"] = Sidecar(tmp_path_factory.mktemp("data"), "--allow-env", "MY_GEM_KEY=127.0.0.1",
+                                          env={"MY_GEM_KEY": KEY})
         sc.wait_for(lambda m: m.get("method") == "sidecar-ready")
     yield sc
     assert sc.bad_lines == [], "stdout carried a line that is not JSON"

@@ -90,10 +90,13 @@ async def test_breaker_opens_after_threshold_and_fails_fast() -> None:
     assert view(health)["consecutive_failures"] == 3
 
     err = await refused(health, p)
-    assert err.info.code == "upstream_unavailable" and err.info.retryable is False and err.info.provider == "p"
-    assert err.info.message == "p: temporarily failing (circuit open after 3 consecutive failures); retrying in 10 s"
+    # retryable and retry_after_ms agree: the caller may try again once the cooldown is over
+    assert err.info.code == "upstream_unavailable" and err.info.retryable is True and err.info.provider == "p"
+    assert err.info.retry_after_ms == 10_000
+    assert err.info.message == ("p: temporarily failing (circuit open after 3 consecutive failures); "
+                                "requests are refused for another 10 s")
     clock.advance(4)
-    assert (await refused(health, p)).info.message.endswith("retrying in 6 s")
+    assert (await refused(health, p)).info.message.endswith("refused for another 6 s")
     assert view(health)["requests"] == 3, "a refused attempt is not an attempt"
 
 
@@ -106,7 +109,8 @@ async def test_defaults_are_five_failures_and_thirty_seconds() -> None:
         await fail(health, p)
     assert view(health)["state"] == "closed"
     await fail(health, p)
-    assert (await refused(health, p)).info.message.endswith("after 5 consecutive failures); retrying in 30 s")
+    assert (await refused(health, p)).info.message.endswith(
+        "after 5 consecutive failures); requests are refused for another 30 s")
     clock.advance(29.5)
     assert view(health)["state"] == "open"
     clock.advance(0.5)
@@ -123,7 +127,7 @@ async def test_half_open_lets_exactly_one_probe_and_success_closes() -> None:
     assert view(health)["state"] == "half_open"
     async with health.slot(p):  # the probe
         for _ in range(3):
-            assert (await refused(health, p)).info.message.endswith("a trial request is in flight")
+            assert (await refused(health, p)).info.message.endswith("one trial request is in flight")
         health.record("p", ok=True, latency_ms=5, code=None)
     assert view(health)["state"] == "closed" and view(health)["consecutive_failures"] == 0
     async with health.slot(p), health.slot(p):  # closed again: no longer one at a time
@@ -140,7 +144,8 @@ async def test_failed_probe_reopens_for_another_cooldown() -> None:
     clock.advance(10)
     await fail(health, p, "timeout")  # the probe
     assert view(health)["state"] == "open"
-    assert (await refused(health, p)).info.message.endswith("after 3 consecutive failures); retrying in 10 s")
+    assert (await refused(health, p)).info.message.endswith(
+        "after 3 consecutive failures); requests are refused for another 10 s")
     clock.advance(10)
     await succeed(health, p)
     assert view(health)["state"] == "closed"
@@ -171,7 +176,8 @@ async def test_failures_already_in_flight_do_not_extend_the_cooldown() -> None:
         await fail(health, p)
         clock.advance(4)
         health.record("p", ok=False, latency_ms=None, code="timeout")
-    assert (await refused(health, p)).info.message.endswith("after 2 consecutive failures); retrying in 6 s")
+    assert (await refused(health, p)).info.message.endswith(
+        "after 2 consecutive failures); requests are refused for another 6 s")
 
 
 @pytest.mark.anyio

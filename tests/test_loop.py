@@ -61,7 +61,7 @@ def upstream() -> Iterator[Upstream]:
 @pytest.fixture(scope="module")
 def sidecar(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
     """One sidecar for the module: an anthropic provider keyed from the environment, and an openai one."""
-    sc = Sidecar(tmp_path_factory.mktemp("data"), env={KEY_ENV: KEY})
+    sc = Sidecar(tmp_path_factory.mktemp("data"), "--allow-env", f"{KEY_ENV}=127.0.0.1", env={KEY_ENV: KEY})
     sc.wait_for(lambda m: m.get("method") == "sidecar-ready")
     sc.call("llm_register_custom_provider", {
         "id": "anth", "name": "A", "protocol": "anthropic", "base_url": f"http://127.0.0.1:{upstream.port}",

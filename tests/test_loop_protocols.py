@@ -49,7 +49,8 @@ def upstream() -> Iterator[Upstream]:
 def sidecar(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
     """One sidecar for the module: a gemini and a cohere provider keyed from the environment, an ollama one
     without a key, all three on the same loopback upstream."""
-    sc = Sidecar(tmp_path_factory.mktemp("data"), env={GEM_KEY_ENV: GEM_KEY, CO_KEY_ENV: CO_KEY})
+    sc = Sidecar(tmp_path_factory.mktemp("data"), "--allow-env", f"{GEM_KEY_ENV}=127.0.0.1",
+                 "--allow-env", f"{CO_KEY_ENV}=127.0.0.1", env={GEM_KEY_ENV: GEM_KEY, CO_KEY_ENV: CO_KEY})
     sc.wait_for(lambda m: m.get("method") == "sidecar-ready")
     root = f"http://127.0.0.1:{upstream.port}"
     sc.call("llm_register_custom_provider", {"id": "gem", "name": "G", "protocol": "gemini",

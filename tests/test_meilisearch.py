@@ -69,6 +69,7 @@ class FakeMeilisearch:
     seen: list[Seen] = field(default_factory=list)
     fail: dict[str, tuple[int, dict[str, Any] | None]] = field(default_factory=dict)
     """path -> (status, error body) answered instead"""
+    host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         fake = self
@@ -94,9 +95,9 @@ class FakeMeilisearch:
 
             do_GET = do_PATCH = do_POST = do_DELETE = _serve
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((self.host, 0), Handler)
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"http://{self.host}:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
@@ -190,8 +191,8 @@ def meili() -> Iterator[FakeMeilisearch]:
     server.close()
 
 
-def spawn(data_dir: Path, **env: str) -> Sidecar:
-    sc = Sidecar(data_dir, env=env)
+def spawn(data_dir: Path, *args: str, **env: str) -> Sidecar:
+    sc = Sidecar(data_dir, *args, env=env)
     sc.wait_for(lambda m: m.get("method") == "sidecar-ready")
     return sc
 
@@ -309,8 +310,8 @@ class Keys:
     def __init__(self, keys: dict[str, str]) -> None:
         self.keys = keys
 
-    async def resolve(self, provider: Provider) -> tuple[str, KeySource] | None:
-        return (self.keys[provider.id], "env") if provider.id in self.keys else None
+    async def key_for(self, provider: Provider, url: str) -> str | None:
+        return self.keys.get(provider.id)
 
     def known_source(self, provider: Provider) -> KeySource | None:
         return "env" if provider.id in self.keys else None
@@ -334,7 +335,8 @@ async def test_service_proxied_provider_with_a_stand_in_proxy(tmp_path: Path, me
     (patch,) = meili.requests("PATCH", "/chats/w/settings")
     assert patch.body["apiKey"] == PROXY_TOKEN and patch.body["source"] == "vLlm"
     # a native provider never starts the proxy
-    service = ChatWorkspaces(Registry(SettingsStore(tmp_path)), Keys({"mistral": "m" * 32}), lambda: proxy)
+    service = ChatWorkspaces(Registry(SettingsStore(tmp_path)), Keys({"mistral": "m" * 32}), lambda: proxy,
+                             allowed=lambda url: url == meili.url)
     result = await service.configure(ConfigureChatWorkspaceParams(
         meilisearch_url=meili.url, meilisearch_api_key=MASTER, workspace="w", provider="mistral"))
     assert proxy.started == 1 and result.source == "mistral" and result.settings.base_url is None
@@ -364,7 +366,7 @@ def test_list_chat_providers(data_dir: Path) -> None:
 
 
 def test_native_openai_workspace(data_dir: Path, meili: FakeMeilisearch) -> None:
-    sc = spawn(data_dir, OPENAI_API_KEY=OPENAI_KEY)
+    sc = spawn(data_dir, "--allow-meilisearch", meili.url, OPENAI_API_KEY=OPENAI_KEY)
     try:
         prompts = {"system": "Answer from the docs.", "search_description": "Search the docs",
                    "search_q_param": "keywords", "search_filter_param": "a filter",
@@ -397,9 +399,9 @@ def test_native_openai_workspace(data_dir: Path, meili: FakeMeilisearch) -> None
 
 def test_feature_already_on_is_left_alone(data_dir: Path, meili: FakeMeilisearch) -> None:
     meili.chat_enabled = True
-    sc = spawn(data_dir, OPENAI_API_KEY=OPENAI_KEY)
+    sc = spawn(data_dir, "--allow-meilisearch", meili.url, "--base-url", "openai=https://gateway.example.com/v1",
+               OPENAI_API_KEY=OPENAI_KEY)
     try:
-        sc.call("configure_provider", {"id": "openai", "base_url": "https://gateway.example.com/v1"})
         result = sc.call("configure_chat_workspace", configure(meili, provider="openai"))
         assert [(s.method, s.path) for s in meili.seen] == [
             ("GET", "/experimental-features"), ("PATCH", "/chats/support/settings")]
@@ -412,12 +414,16 @@ def test_feature_already_on_is_left_alone(data_dir: Path, meili: FakeMeilisearch
 
 
 def test_azure_workspace(data_dir: Path, meili: FakeMeilisearch) -> None:
-    sc = spawn(data_dir, AZURE_OPENAI_API_KEY=AZURE_KEY)
+    sc = spawn(data_dir, "--allow-meilisearch", meili.url, AZURE_OPENAI_API_KEY=AZURE_KEY)
     try:
         # the catalog's placeholder resource is refused before any request
         resp = sc.request("configure_chat_workspace", configure(meili, provider="azure-openai", model="prod"))
         assert domain_error(resp)["code"] == "invalid_request"
-        sc.call("configure_provider", {"id": "azure-openai", "base_url": "https://contoso.openai.azure.com/openai"})
+    finally:
+        sc.kill()
+    sc = spawn(data_dir, "--allow-meilisearch", meili.url,
+               "--base-url", "azure-openai=https://contoso.openai.azure.com/openai", AZURE_OPENAI_API_KEY=AZURE_KEY)
+    try:
         resp = sc.request("configure_chat_workspace", configure(meili, provider="azure-openai"))
         assert domain_error(resp)["code"] == "invalid_request" and "deployment" in resp["error"]["message"]
         assert meili.seen == []
@@ -470,7 +476,7 @@ def test_proxied_anthropic_workspace(data_dir: Path, meili: FakeMeilisearch) -> 
 
 
 def test_reading_settings_back(data_dir: Path, meili: FakeMeilisearch) -> None:
-    sc = spawn(data_dir, OPENAI_API_KEY=OPENAI_KEY)
+    sc = spawn(data_dir, "--allow-meilisearch", meili.url, OPENAI_API_KEY=OPENAI_KEY)
     try:
         sc.call("configure_chat_workspace", configure(meili, provider="openai", prompts={"system": "Short."}))
         got = sc.call("get_chat_workspace_settings", configure(meili))
@@ -489,7 +495,7 @@ def test_reading_settings_back(data_dir: Path, meili: FakeMeilisearch) -> None:
 
 
 def test_errors(data_dir: Path, meili: FakeMeilisearch) -> None:
-    sc = spawn(data_dir, OPENAI_API_KEY=OPENAI_KEY)
+    sc = spawn(data_dir, "--allow-meilisearch", meili.url, OPENAI_API_KEY=OPENAI_KEY)
     try:
         # no key for a native source: refused before any request
         resp = sc.request("configure_chat_workspace", configure(meili, provider="mistral"))
@@ -538,7 +544,7 @@ def test_an_error_message_never_echoes_a_key(data_dir: Path, meili: FakeMeilisea
     meili.chat_enabled = True
     meili.fail["/chats/support/settings"] = FakeMeilisearch.error(
         400, f"Invalid value at `.apiKey`: `{OPENAI_KEY}` and `{MASTER}`", "invalid_chat_completion_api_key")
-    sc = spawn(data_dir, OPENAI_API_KEY=OPENAI_KEY)
+    sc = spawn(data_dir, "--allow-meilisearch", meili.url, OPENAI_API_KEY=OPENAI_KEY)
     try:
         err = domain_error(sc.request("configure_chat_workspace", configure(meili, provider="openai")))
         assert err["code"] == "invalid_request" and "Invalid value at `.apiKey`" in err["message"]
@@ -563,7 +569,7 @@ def test_against_a_real_meilisearch(tmp_path: Path, data_dir: Path, upstream: Up
                              "--db-path", str(tmp_path / "ms"), "--no-analytics"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    sc = spawn(data_dir, OPENAI_API_KEY=OPENAI_KEY)
+    sc = spawn(data_dir, "--allow-meilisearch", url, OPENAI_API_KEY=OPENAI_KEY)
     try:
         deadline = time.monotonic() + 30
         while True:

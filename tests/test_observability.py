@@ -15,7 +15,8 @@ SECRET_TEXT = "the user's private words"
 
 
 def test_json_request_log_has_fields_and_no_content(data_dir: Path, upstream: Upstream) -> None:
-    sc = Sidecar(data_dir, "--log-format", "json", "--log-requests", env={"MY_KEY": "sk-live-abcdefghijklmnop1234"})
+    sc = Sidecar(data_dir, "--log-format", "json", "--log-requests", "--allow-env", "MY_KEY=127.0.0.1",
+                 env={"MY_KEY": "sk-live-abcdefghijklmnop1234"})
     sc.wait_for(lambda m: m.get("method") == "sidecar-ready")
     try:
         register_upstream(sc, upstream, "logged", requires_api_key=True, api_key_env="MY_KEY")

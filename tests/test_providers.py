@@ -97,7 +97,8 @@ def test_configure_a_builtin_and_it_persists(sidecar: Sidecar, data_dir: Path, u
 
 
 def test_configure_merges_headers_and_changes_the_key_variable(data_dir: Path, upstream: Upstream) -> None:
-    sc = Sidecar(data_dir, env={"CORP_GATEWAY_KEY": "gw-key-123456"})
+    # The app allowed the variable, for the gateway's host (trusted side); the RPC call then may name it.
+    sc = Sidecar(data_dir, "--allow-env", "CORP_GATEWAY_KEY=127.0.0.1", env={"CORP_GATEWAY_KEY": "gw-key-123456"})
     sc.wait_for(lambda m: m.get("method") == "sidecar-ready")
     try:
         info = sc.call("configure_provider", {"id": "openrouter", "base_url": upstream.base_url,
@@ -133,10 +134,11 @@ def test_azure_openai_deployment_url_and_api_key_header(data_dir: Path, servers:
     azure = new_server(servers, {})
     path = "/openai/deployments/my-gpt4o/chat/completions?api-version=2024-10-21"
     azure.replies[path] = text_reply("from azure")
-    sc = Sidecar(data_dir, env={"AZURE_OPENAI_API_KEY": "azure-key-abcdef"})
+    # The catalog's variable goes to the endpoint the app set at start (an RPC override could not take it there).
+    sc = Sidecar(data_dir, "--base-url", f"azure-openai=http://127.0.0.1:{azure.port}/openai",
+                 env={"AZURE_OPENAI_API_KEY": "azure-key-abcdef"})
     sc.wait_for(lambda m: m.get("method") == "sidecar-ready")
     try:
-        sc.call("configure_provider", {"id": "azure-openai", "base_url": f"http://127.0.0.1:{azure.port}/openai"})
         events = sc.stream({"model": "azure-openai:my-gpt4o", "messages": HI})
         assert text_of(events) == "from azure", events
         seen = azure.seen[-1]
@@ -154,10 +156,9 @@ def test_live_models_are_merged_with_the_catalog_and_cached(data_dir: Path, serv
     groq = new_server(servers, {"/v1/models": json_reply({"object": "list", "data": [
         {"id": "llama-3.3-70b-versatile", "owned_by": "Meta", "context_window": 131072},
         {"id": "brand-new-model", "owned_by": "x", "context_window": 65536}]})})
-    sc = Sidecar(data_dir, env={"GROQ_API_KEY": "gsk-test-1234567890"})
+    sc = Sidecar(data_dir, "--base-url", f"groq={groq.base_url}", env={"GROQ_API_KEY": "gsk-test-1234567890"})
     sc.wait_for(lambda m: m.get("method") == "sidecar-ready")
     try:
-        sc.call("configure_provider", {"id": "groq", "base_url": groq.base_url})
         models = sc.call("llm_list_available_models", {"provider": "groq"})
         ids = [m["id"] for m in models]
         assert ids[:3] == ["groq:llama-3.3-70b-versatile", "groq:llama-3.1-8b-instant", "groq:openai/gpt-oss-120b"]

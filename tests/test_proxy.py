@@ -31,7 +31,8 @@ def upstream() -> Iterator[Upstream]:
 
 @pytest.fixture(scope="module")
 def sidecar(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
-    sc = Sidecar(tmp_path_factory.mktemp("data"), env={KEY_ENV: KEY})
+    sc = Sidecar(tmp_path_factory.mktemp("data"), "--allow-env", f"{KEY_ENV}=127.0.0.1",
+                 "--allow-env", "UNSET_PROXY_KEY=127.0.0.1", env={KEY_ENV: KEY})
     sc.wait_for(lambda m: m.get("method") == "sidecar-ready")
     root = f"http://127.0.0.1:{upstream.port}"
     for cfg in (

@@ -30,7 +30,9 @@ def upstream() -> Iterator[Upstream]:
 
 @pytest.fixture(scope="module")
 def sidecar(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
-    sc = Sidecar(tmp_path_factory.mktemp("data"), env={"MY_PX_GEM_KEY": GEM_KEY, "MY_PX_CO_KEY": CO_KEY})
+    sc = Sidecar(tmp_path_factory.mktemp("data"),
+                 env={"MY_PX_GEM_KEY": GEM_KEY, "MY_PX_CO_KEY": CO_KEY,
+                      "LLM_SIDECAR_ALLOW_ENV": "MY_PX_GEM_KEY=127.0.0.1,MY_PX_CO_KEY=127.0.0.1"})
     sc.wait_for(lambda m: m.get("method") == "sidecar-ready")
     root = f"http://127.0.0.1:{upstream.port}"
     for cfg in (

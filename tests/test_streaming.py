@@ -664,7 +664,8 @@ def test_missing_key_is_the_response_error(sidecar: Sidecar, upstream: Upstream)
 
 @pytest.fixture
 def keyed_sidecar(data_dir: Path) -> Iterator[Sidecar]:
-    proc = Sidecar(data_dir, env={"LOOPBACK_TEST_KEY": "sk-loop-0123456789abcdefSECRET"})
+    proc = Sidecar(data_dir, "--allow-env", "LOOPBACK_TEST_KEY=127.0.0.1",
+                   env={"LOOPBACK_TEST_KEY": "sk-loop-0123456789abcdefSECRET"})
     proc.wait_for(lambda m: m.get("method") == "sidecar-ready")
     yield proc
     proc.kill()

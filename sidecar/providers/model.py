@@ -66,6 +66,10 @@ class Provider:
     """the user's resilience settings (configure_provider)"""
     api_version: str | None = None
     """openai protocol, Azure style: deployment URLs, ``api-version`` query and ``api-key`` header"""
+    own_key_env: str | None = None
+    """the catalog's key variable (``OPENAI_API_KEY``); any other variable needs the app's ``--allow-env``"""
+    key_host: str | None = None
+    """where a key from ``own_key_env`` may go: the catalog's host, or that of a base URL the app set at start"""
 
     @property
     def default_models(self) -> list[str]:

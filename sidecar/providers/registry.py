@@ -9,6 +9,7 @@ from msgspec import UNSET
 
 from ..errors import SidecarError, header_safe
 from ..settings import Settings, SettingsStore
+from ..trust import Trust, host_of
 from ..types import ConfigureProviderParams, ProviderConfig
 from .catalog import BUILTIN
 from .model import Provider
@@ -35,14 +36,26 @@ def _check_url(url: str) -> None:
 
 
 class Registry:
-    def __init__(self, settings: SettingsStore) -> None:
+    def __init__(self, settings: SettingsStore, trust: Trust | None = None) -> None:
         self._settings = settings
-        self._builtin = {p.id: p for p in BUILTIN}
+        self._trust = trust = trust or Trust()
+        self._builtin = {p.id: self._trusted(p) for p in BUILTIN}
+
+    def _trusted(self, p: Provider) -> Provider:
+        """A provider as the app's trusted side made it: the catalog's, or the base URL given at start."""
+        base_url = self._trust.base_urls.get(p.id, p.base_url)
+        own_env = None if p.is_custom else p.api_key_env
+        if p.is_custom and p.id not in self._trust.base_urls:
+            return p
+        return replace(p, base_url=base_url, own_key_env=own_env, key_host=host_of(base_url))
 
     def all(self) -> list[Provider]:
         settings = self._settings.value
-        custom = [Provider.from_config(c) for c in settings.custom_providers]
+        custom = [self._custom(c) for c in settings.custom_providers]
         return sorted((self._configured(p, settings) for p in [*self._builtin.values(), *custom]), key=lambda p: p.id)
+
+    def _custom(self, cfg: ProviderConfig) -> Provider:
+        return self._trusted(Provider.from_config(cfg))
 
     def _configured(self, p: Provider, settings: Settings) -> Provider:
         """A built-in with the user's overrides applied (headers and extra_body merged over the catalog's)."""
@@ -66,7 +79,7 @@ class Registry:
             return self._configured(self._builtin[provider_id], settings)
         for cfg in settings.custom_providers:
             if cfg.id == provider_id:
-                return self._configured(Provider.from_config(cfg), settings)
+                return self._configured(self._custom(cfg), settings)
         raise SidecarError("unknown_provider", f"Unknown provider {provider_id!r}", provider=provider_id)
 
     def register(self, cfg: ProviderConfig) -> Provider:
@@ -82,8 +95,10 @@ class Registry:
             raise SidecarError("invalid_request", f"protocol {cfg.protocol!r} is not available for custom providers")
         _check_url(cfg.base_url)
         _check_headers(cfg.headers)
+        if isinstance(cfg.api_key_env, str):
+            self._trust.check_env_name(cfg.api_key_env, None)
         self._settings.upsert_custom(cfg)
-        return Provider.from_config(cfg)
+        return self._custom(cfg)
 
     def configure(self, params: ConfigureProviderParams) -> Provider:
         """Change where and how a provider is reached; UNSET keeps a field, None resets it."""
@@ -92,6 +107,9 @@ class Registry:
         _check_headers(params.headers)
         if params.id == "mock":
             raise SidecarError("invalid_request", "the mock provider cannot be configured")
+        if isinstance(params.api_key_env, str):
+            builtin = self._builtin.get(params.id)
+            self._trust.check_env_name(params.api_key_env, builtin.own_key_env if builtin else None)
         fields = ("base_url", "headers", "api_key_env", "extra_body", "limits")
         changes = {f: getattr(params, f) for f in fields if getattr(params, f) is not UNSET}
         self.get(params.id)  # unknown_provider
