@@ -50,6 +50,8 @@ export interface ApiKeyStatus {
   has_api_key: boolean;
   source: ("env" | "keyring") | null;
   preview: string | null;
+  keychain?: "unavailable";
+  hint?: string;
 }
 export interface AssistantMessage {
   role: "assistant";
@@ -288,6 +290,7 @@ export interface ErrorInfo {
     | "context_length_exceeded"
     | "internal"
     | "invalid_request"
+    | "key_host_mismatch"
     | "keyring_unavailable"
     | "missing_api_key"
     | "network_error"
@@ -305,6 +308,7 @@ export interface ErrorInfo {
   provider?: string;
   status?: number;
   retry_after_ms?: number;
+  keychain?: "unavailable";
 }
 export interface FallbackEvent {
   type: "fallback";
@@ -317,6 +321,7 @@ export interface FallbackEvent {
     | "context_length_exceeded"
     | "internal"
     | "invalid_request"
+    | "key_host_mismatch"
     | "keyring_unavailable"
     | "missing_api_key"
     | "network_error"
@@ -478,6 +483,7 @@ export interface RetryEvent {
     | "context_length_exceeded"
     | "internal"
     | "invalid_request"
+    | "key_host_mismatch"
     | "keyring_unavailable"
     | "missing_api_key"
     | "network_error"
