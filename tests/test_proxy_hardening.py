@@ -23,7 +23,8 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import Sidecar
+from conftest import register_upstream
+from harness import Reply, Sidecar, Upstream, sse
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="RLIMIT_NOFILE is POSIX")
 
@@ -129,6 +130,23 @@ def echo(proxy: dict[str, Any], text: str) -> str:
     assert answer.status_code == 200, answer.text
     content: str = answer.json()["choices"][0]["message"]["content"]
     return content
+
+
+def test_the_soft_open_file_limit_is_raised_to_the_hard_limit(data_dir: Path) -> None:
+    if not os.path.exists("/proc/self/limits"):
+        pytest.skip("reads the child's limits from /proc")
+
+    def soft_256_hard_1024() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 1024))
+
+    sc = Sidecar(data_dir, preexec_fn=soft_256_hard_1024)
+    try:
+        sc.wait_for(lambda m: m.get("method") == "sidecar-ready")
+        limits = Path(f"/proc/{sc.proc.pid}/limits").read_text().splitlines()
+        [line] = [ln for ln in limits if ln.startswith("Max open files")]
+        assert line.split()[3:5] == ["1024", "1024"], line
+    finally:
+        sc.kill()
 
 
 # --- starvation ---------------------------------------------------------------------------------------------------
@@ -241,6 +259,29 @@ def test_nested_or_invalid_json_is_an_openai_400(proxy: dict[str, Any], body: by
     error = answer.json()["error"]
     assert error["code"] == "invalid_request" and error["type"] == "invalid_request_error"
     assert echo(proxy, "next") == "next"
+
+
+def test_nesting_near_the_recursion_limit_is_served_or_an_openai_400(
+        sidecar: Sidecar, proxy: dict[str, Any], upstream: Upstream) -> None:
+    """Tool schemas nested just under msgspec's limit decode, and then meet Python's recursion limit
+    further on (a protocol's encoder): every depth gets an answer, a 200 or an OpenAI-shaped 400."""
+    chunk = {"id": "c", "object": "chat.completion.chunk", "model": "m",
+             "choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": "stop"}]}
+    upstream.replies["m"] = Reply(chunks=sse([chunk]))
+    register_upstream(sidecar, upstream, "deep")
+    statuses = set()
+    for depth in range(940, 1001, 2):
+        schema = b'{"a":' * depth + b"1" + b"}" * depth
+        for stream in (b"false", b"true"):
+            answer = post(proxy, b'{"model":"deep:m","stream":' + stream
+                          + b',"messages":[{"role":"user","content":"x"}],'
+                          b'"tools":[{"type":"function","function":{"name":"f","parameters":' + schema + b"}}]}")
+            statuses.add(answer.status_code)
+            assert answer.status_code in (200, 400), (depth, stream, answer.status_code, answer.text[:300])
+            if answer.status_code == 400:
+                assert answer.json()["error"]["code"] == "invalid_request"
+    assert statuses == {200, 400}
+    assert "Traceback" not in bytes(sidecar.stderr).decode(errors="replace")
 
 
 def test_an_aborted_upload_logs_one_line(sidecar: Sidecar, proxy: dict[str, Any]) -> None:

@@ -133,6 +133,12 @@ async def _read_body(receive: Receive) -> bytes | None:
             return b"".join(parts)
 
 
+def _too_deep() -> ErrorInfo:
+    """A body msgspec could decode but the code after it (conversion, a protocol's encoder) could not
+    walk: Python's recursion limit is near msgspec's own nesting limit."""
+    return SidecarError("invalid_request", NESTED_TOO_DEEPLY).info
+
+
 class ChatCompletions:
     """``POST /v1/chat/completions`` as a raw ASGI app: it needs to watch for the client leaving
     while it streams, and to choose the status code only once the upstream has answered."""
@@ -154,8 +160,8 @@ class ChatCompletions:
             prepared = await self.engine.prepare(to_params(req))
         except SidecarError as exc:
             return await self._error(send, exc.info)
-        except RecursionError:  # a body that decoded, nested too deeply for the code that reads it
-            return await self._error(send, SidecarError("invalid_request", NESTED_TOO_DEEPLY).info)
+        except RecursionError:
+            return await self._error(send, _too_deep())
         async with anyio.create_task_group() as tg:
 
             async def watch() -> None:
@@ -183,6 +189,8 @@ class ChatCompletions:
             result = await self.engine.complete(prepared)
         except SidecarError as exc:
             return await self._error(send, exc.info)
+        except RecursionError:
+            return await self._error(send, _too_deep())
         await _send_json(send, 200, completion_body(result))
 
     async def _stream(self, send: Send, prepared: Any, include_usage: bool) -> None:
@@ -197,6 +205,8 @@ class ChatCompletions:
                     done = await self.engine.stream(prepared, tx.send, stream_id=stream_id)
                 except SidecarError as exc:
                     await tx.send(ErrorEvent(error=exc.info))
+                except RecursionError:
+                    await tx.send(ErrorEvent(error=_too_deep()))
                 except Exception:
                     log.exception("proxy stream failed")
                     await tx.send(ErrorEvent(error=ErrorInfo(code="internal", message="internal error in the sidecar")))
