@@ -146,6 +146,7 @@ def _chat(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import anyio
 
+    raise_open_file_limit()
     app = _app(args)
     status = 0
     try:
@@ -159,3 +160,24 @@ def _serve(args: argparse.Namespace) -> int:
     sys.stderr.flush()
     # Worker threads blocked on stdin or a stuck keychain must not keep the process alive.
     os._exit(status)
+
+
+def raise_open_file_limit() -> None:
+    """Soft ``RLIMIT_NOFILE`` up to the hard limit, so a flood of proxy connections cannot leave the
+    settings, the usage log or the keychain without a file descriptor (the proxy also keeps a reserve
+    below the limit, see sidecar/proxy/connections.py). Nothing to do on Windows."""
+    try:
+        import resource
+    except ImportError:
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # macOS refuses a soft limit over OPEN_MAX (10240) even under an unlimited hard limit
+    for want in (hard, 10240):
+        if soft == resource.RLIM_INFINITY or (want != resource.RLIM_INFINITY and want <= soft):
+            return
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        except (ValueError, OSError):
+            continue
+        logging.getLogger("sidecar").debug("open-file limit raised from %d to %d", soft, want)
+        return

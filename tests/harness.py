@@ -42,15 +42,17 @@ class Sidecar:
     """A running ``python -m sidecar``; messages on its stdout are parsed as they arrive."""
 
     def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None,
-                 unset: Iterable[str] = (), prefix: Sequence[str] = ()) -> None:
-        """``prefix`` runs the sidecar through another command, e.g. ``setpriv`` to run it as another user."""
+                 unset: Iterable[str] = (), prefix: Sequence[str] = (),
+                 preexec_fn: Callable[[], None] | None = None) -> None:
+        """``prefix`` runs the sidecar through another command, e.g. ``setpriv`` to run it as another user;
+        ``preexec_fn`` runs in the child before it executes Python (e.g. to lower a resource limit)."""
         full_env = sidecar_env(data_dir, **(env or {}))
         for name in unset:
             full_env.pop(name, None)
         self.proc = subprocess.Popen(
             [*prefix, sys.executable, "-m", "sidecar", *args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=full_env, cwd=ROOT,
+            env=full_env, cwd=ROOT, preexec_fn=preexec_fn,
         )
         self.messages: list[Any] = []
         self.raw_lines: list[bytes] = []

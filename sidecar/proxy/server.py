@@ -24,8 +24,18 @@ from starlette.routing import Route
 
 from ..errors import SidecarError
 from ..types import DoneEvent, ErrorEvent, ErrorInfo, Event, FallbackEvent, RetryEvent, StartEvent
-from . import security
-from .translate import ChunkWriter, completion_body, encode, error_body, error_status, parse_request, sse, to_params
+from . import connections, security
+from .translate import (
+    NESTED_TOO_DEEPLY,
+    ChunkWriter,
+    completion_body,
+    encode,
+    error_body,
+    error_status,
+    parse_request,
+    sse,
+    to_params,
+)
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -61,7 +71,11 @@ async def _send_json(send: Send, status: int, payload: Any, extra: list[tuple[by
 
 
 async def _refuse(send: Send, status: int, code: str, message: str) -> None:
-    extra = [(b"www-authenticate", b"Bearer")] if status == 401 else []
+    """An error before the body was read: the connection is closed after it, so an unread body
+    (or one still trickling in) cannot keep the connection open."""
+    extra = [(b"connection", b"close")]
+    if status == 401:
+        extra.append((b"www-authenticate", b"Bearer"))
     await _send_json(send, status, error_body(code, message, status), extra)
 
 
@@ -94,6 +108,14 @@ class Gate:
         await self.app(scope, receive, send)
 
 
+class ClientGone(Exception):
+    """The client closed its connection before its request body was complete."""
+
+    def __init__(self, received: int) -> None:
+        super().__init__(received)
+        self.received = received
+
+
 async def _read_body(receive: Receive) -> bytes | None:
     """The whole body, or None when it grows past the limit (chunked uploads have no Content-Length)."""
     parts: list[bytes] = []
@@ -101,7 +123,7 @@ async def _read_body(receive: Receive) -> bytes | None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise anyio.get_cancelled_exc_class()()
+            raise ClientGone(size)
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > security.MAX_BODY:
@@ -109,6 +131,12 @@ async def _read_body(receive: Receive) -> bytes | None:
         parts.append(chunk)
         if not message.get("more_body", False):
             return b"".join(parts)
+
+
+def _too_deep() -> ErrorInfo:
+    """A body msgspec could decode but the code after it (conversion, a protocol's encoder) could not
+    walk: Python's recursion limit is near msgspec's own nesting limit."""
+    return SidecarError("invalid_request", NESTED_TOO_DEEPLY).info
 
 
 class ChatCompletions:
@@ -119,7 +147,11 @@ class ChatCompletions:
         self.engine = engine
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = await _read_body(receive)
+        try:
+            body = await _read_body(receive)
+        except ClientGone as gone:
+            log.info("a proxy client closed its connection during its upload (after %d bytes)", gone.received)
+            return
         if body is None:
             return await _refuse(send, 413, "invalid_request",
                                  f"the request body is over the {security.MAX_BODY} byte limit")
@@ -128,6 +160,8 @@ class ChatCompletions:
             prepared = await self.engine.prepare(to_params(req))
         except SidecarError as exc:
             return await self._error(send, exc.info)
+        except RecursionError:
+            return await self._error(send, _too_deep())
         async with anyio.create_task_group() as tg:
 
             async def watch() -> None:
@@ -155,6 +189,8 @@ class ChatCompletions:
             result = await self.engine.complete(prepared)
         except SidecarError as exc:
             return await self._error(send, exc.info)
+        except RecursionError:
+            return await self._error(send, _too_deep())
         await _send_json(send, 200, completion_body(result))
 
     async def _stream(self, send: Send, prepared: Any, include_usage: bool) -> None:
@@ -169,6 +205,8 @@ class ChatCompletions:
                     done = await self.engine.stream(prepared, tx.send, stream_id=stream_id)
                 except SidecarError as exc:
                     await tx.send(ErrorEvent(error=exc.info))
+                except RecursionError:
+                    await tx.send(ErrorEvent(error=_too_deep()))
                 except Exception:
                     log.exception("proxy stream failed")
                     await tx.send(ErrorEvent(error=ErrorInfo(code="internal", message="internal error in the sidecar")))
@@ -250,6 +288,12 @@ class QuietServer(uvicorn.Server):
     def capture_signals(self) -> Iterator[None]:
         yield
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        # asyncio listened with the accept batch as backlog; the kernel's queue may be longer
+        for sock in sockets or ():
+            sock.listen(connections.LISTEN_BACKLOG)
+
     def abandon(self) -> None:
         """After a cancellation: close what a graceful shutdown would have."""
         for server in getattr(self, "servers", ()):
@@ -264,21 +308,24 @@ class QuietServer(uvicorn.Server):
 
 def make_server(app: ASGIApp) -> QuietServer:
     config = uvicorn.Config(
-        app, log_config=None, access_log=False, log_level="warning", lifespan="off", http="h11", ws="none",
+        app, log_config=None, access_log=False, log_level="warning", lifespan="off", ws="none",
+        http=connections.guarded_protocol(connections.connection_cap()),
+        timeout_keep_alive=connections.IDLE_TIMEOUT, backlog=connections.ACCEPT_BATCH,
         proxy_headers=False, server_header=False, date_header=True, timeout_graceful_shutdown=None,
     )
     return QuietServer(config)
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """The listening socket, bound before the server starts so the port is known (and taken) at once."""
+    """The listening socket, bound before the server starts so the port is known (and taken) at once.
+    ``IPPROTO_TCP``, not 0: asyncio sets ``TCP_NODELAY`` only on sockets made with it (the protocol sets it too)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         if os.name != "nt":  # on Windows SO_REUSEADDR would let another process share the port
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host.strip("[]"), port))
-        sock.listen(128)
+        sock.listen(connections.LISTEN_BACKLOG)
         sock.setblocking(False)
     except OSError as exc:
         sock.close()

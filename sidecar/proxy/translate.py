@@ -117,6 +117,7 @@ class ChatRequest(Struct):
 
 
 _decoder = msgspec.json.Decoder(ChatRequest)
+NESTED_TOO_DEEPLY = "the request body is nested too deeply"
 
 
 def parse_request(body: bytes) -> ChatRequest:
@@ -127,6 +128,8 @@ def parse_request(body: bytes) -> ChatRequest:
         raise SidecarError("invalid_request", f"invalid request body: {exc}") from None
     except msgspec.DecodeError:
         raise SidecarError("invalid_request", "the request body is not valid JSON") from None
+    except RecursionError:
+        raise SidecarError("invalid_request", NESTED_TOO_DEEPLY) from None
 
 
 def to_params(req: ChatRequest) -> StreamTextParams:
