@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL = "mock:echo"
 PROMPT = "you> "
+STOPPED = "[stopped]"
+"""shown after an answer stopped with Ctrl-C (on stdout: a stop you asked for is not an error)"""
 HELP = """\
 Commands:
   /model [provider:model]  show the model, or switch to another one (this session only)
@@ -282,8 +284,8 @@ class Chat:
         finally:
             signal.signal(signal.SIGINT, previous)
         printer.newline()
-        if done is None:
-            self.error("stopped")
+        if done is None:  # the user's own Ctrl-C: a stop, not an error
+            self.say(STOPPED)
             return
         self.messages = [*messages, AssistantMessage(content="".join(printer.text))]
 

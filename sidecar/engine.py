@@ -206,8 +206,7 @@ class Engine:
         provider = self.registry.get(provider_id)
         check_request(params, provider, model)  # a bad schema; images for a model without vision
         if provider.protocol == "mock":
-            if model not in mock_protocol.MODELS:
-                raise SidecarError("unknown_model", f"mock has no model {model!r}", provider="mock")
+            mock_protocol.check(params, model)  # an unknown model, a bad script
             return Prepared(params, provider, model, None)
         self._protocol(provider)
         key = await self._key(provider)
@@ -377,14 +376,15 @@ class Engine:
             return done
 
     async def _mock(self, target: Prepared, run: _Run) -> DoneEvent:
-        chunks, usage = mock_protocol.reply(target.params, target.model)
-        delay = max(0.0, _option(target.params, "chunk_delay_ms", 0) / 1000)
-        for chunk in chunks:
-            if delay:
-                await anyio.sleep(delay)
-            await run.emit(TextDeltaEvent(text=chunk))
-        await run.emit(UsageEvent(**msgspec.structs.asdict(usage)))
-        return run.done("stop", usage, target)
+        reply = mock_protocol.reply(target.params, target.model)
+        for event in reply.events:
+            if reply.delay_s:
+                await anyio.sleep(reply.delay_s)
+            await run.emit(event)
+        if reply.error is not None:
+            raise reply.error
+        await run.emit(UsageEvent(**msgspec.structs.asdict(reply.usage)))
+        return run.done(reply.finish_reason, reply.usage, target)
 
     async def _upstream(self, target: Prepared, run: _Run, policy: Policy) -> DoneEvent:
         provider = target.provider
@@ -558,10 +558,6 @@ async def _messages(response: httpx.Response, framing: str) -> AsyncIterator[tup
                 yield "", line
 
 
-def _option(params: StreamTextParams, name: str, default: float) -> float:
-    opts = params.provider_options
-    value = opts.get(name, default) if isinstance(opts, dict) else default
-    return float(value) if isinstance(value, int | float) else default
 
 
 class _Run:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "upstream"
+FIXTURES = ROOT / "tests" / "fixtures" / "upstream"  # recorded upstream streams; origins in INDEX.md there
 
 # Variables that would leak a real key or a real keychain into a test.
 _SCRUB = ("OPENAI_API_KEY", "GROQ_API_KEY", "TOGETHER_API_KEY", "DEEPSEEK_API_KEY", "MISTRAL_API_KEY",
