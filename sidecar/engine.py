@@ -23,7 +23,7 @@ from . import __version__
 from .checks import JsonAnswer, check_request
 from .credentials import Credentials, redact
 from .errors import SidecarError, header_safe
-from .framing import MessageReader, ReadLimits, pieces, read_body
+from .framing import MessageReader, ReadLimits, pieces, read_body, too_large
 from .policy import CONNECT_S, IDLE_S, Policy, backoff_ms, policy_for, retry_after_ms
 from .protocols import WireProtocol, get_protocol
 from .protocols import mock as mock_protocol
@@ -284,7 +284,7 @@ class Engine:
         seen nothing is repeated, so the error ends the stream.
         """
         answer = JsonAnswer.wanted(prepared.params)  # None (and no collecting) unless JSON is asked for
-        run = _Run(emit if answer is None else answer.wrap(emit), time.perf_counter(), self.read_limits.max_delta_bytes)
+        run = _Run(emit if answer is None else answer.wrap(emit), time.perf_counter(), self.read_limits)
         target = prepared
         fallbacks = [m for m in prepared.params.fallback_models or () if isinstance(m, str)]
         await emit(StartEvent(provider=target.provider.id, model=target.model_ref))
@@ -374,6 +374,7 @@ class Engine:
         health = self.health
         async with health.slot(provider):  # its own refusal (circuit open) is not recorded: that would keep it open
             started = time.perf_counter()  # after any queueing: latency is the provider's, not ours
+            run.upstream = provider.id
             try:
                 if provider.protocol == "mock":
                     done = await self._mock(target, run)
@@ -585,11 +586,17 @@ def _option(params: StreamTextParams, name: str, default: float) -> float:
 class _Run:
     """What one request has done so far, across its retries and fallbacks."""
 
-    def __init__(self, emit: Emit, started: float, max_delta_bytes: int) -> None:
+    def __init__(self, emit: Emit, started: float, limits: ReadLimits) -> None:
         self._emit = emit
-        self._max_delta = max_delta_bytes
-        self._short = max_delta_bytes // 4
+        self._max_delta = limits.max_delta_bytes
+        self._short = limits.max_delta_bytes // 4
         """characters that can never take more than max_delta_bytes in UTF-8"""
+        self._max_answer = limits.max_body_bytes
+        self._answer = 0
+        """characters of text, reasoning and tool-call arguments so far: collectors (complete_chat, the
+        agent loop, a JSON answer, the decoders' tool calls) hold them all"""
+        self.upstream = ""
+        """the provider of the current attempt"""
         self.started = started
         self.started_at = time.time()
         self.output = False
@@ -603,15 +610,22 @@ class _Run:
             self.output = True
             self.ttft = (time.perf_counter() - self.started) * 1000
         if isinstance(event, TextDeltaEvent | ReasoningDeltaEvent):
+            self._grow(len(event.text))
             if len(event.text) > self._short:
                 for piece in pieces(event.text, self._max_delta):
                     await self._emit(msgspec.structs.replace(event, text=piece))
                 return
-        elif isinstance(event, ToolCallDeltaEvent) and len(event.arguments_delta) > self._short:
+        elif isinstance(event, ToolCallDeltaEvent) and self._grow(len(event.arguments_delta)) > self._short:
             for piece in pieces(event.arguments_delta, self._max_delta):
                 await self._emit(msgspec.structs.replace(event, arguments_delta=piece))
             return
         await self._emit(event)
+
+    def _grow(self, n: int) -> int:
+        self._answer += n
+        if self._answer > self._max_answer:
+            raise too_large(self.upstream, "the answer", self._max_answer, "max_body_bytes")
+        return n
 
     def latency_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 3)

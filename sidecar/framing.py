@@ -8,6 +8,8 @@ stdout line is giant.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from collections.abc import AsyncIterable, Iterator
 from dataclasses import dataclass
 
@@ -36,11 +38,23 @@ def _size(n: int) -> str:
 
 
 def too_large(upstream: str, what: str, limit: int, setting: str) -> SidecarError:
+    """The error for a refused read; called once its buffers are dropped, so their memory goes back."""
+    give_back_memory()
     return SidecarError(
         "protocol_error",
         f"{upstream}: {what} is larger than the limit of {_size(limit)} ({setting}); the connection was closed",
         provider=upstream,
     )
+
+
+def give_back_memory() -> None:
+    """Hand freed heap pages back to the OS: glibc keeps the many chunk-sized blocks a refused read
+    freed (tens of MiB of RSS for a refused model list), while its own free lists reuse them anyway."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+            ctypes.CDLL(None).malloc_trim(0)
 
 
 class MessageReader:
