@@ -65,7 +65,8 @@ class MessageReader:
     its bytes pass the limit, without waiting for its end. Lines end at CRLF, LF or CR (SSE).
     """
 
-    __slots__ = ("_data", "_event_bytes", "_limit", "_name", "_partial", "_skip_lf", "_sse", "_upstream", "pending")
+    __slots__ = ("_clean", "_data", "_event_bytes", "_limit", "_name", "_partial", "_skip_lf", "_sse", "_upstream",
+                 "pending")
 
     def __init__(self, framing: str, limit: int, upstream: str) -> None:
         self._sse = framing == "sse"
@@ -81,8 +82,12 @@ class MessageReader:
         """bytes of the SSE event's lines so far (the partial line not counted)"""
         self.pending = False
         """bytes arrived that are not yet part of a complete message"""
+        self._clean = self._sse
+        """SSE, at an event boundary: a chunk of whole events can take the short way"""
 
     def feed(self, chunk: bytes) -> list[tuple[str, str]]:
+        if self._clean and chunk[-2:] == b"\n\n" and len(chunk) <= self._limit and b"\r" not in chunk:
+            return self._whole_events(chunk)  # the usual chunk: one or more whole events
         if self._skip_lf:
             self._skip_lf = False
             if chunk[:1] == b"\n":
@@ -96,6 +101,7 @@ class MessageReader:
                 self._partial += chunk
                 self._check(len(self._partial))
                 self.pending = True
+            self._clean = False
             return []
         if self._partial:
             self._check(len(self._partial) + chunk.find(b"\n"))  # the line it ends
@@ -110,6 +116,7 @@ class MessageReader:
             self._partial += rest
             self._check(len(self._partial))
         self.pending = bool(self._partial or self._data or self._name)
+        self._clean = self._sse and not self.pending and not self._skip_lf
         return out
 
     def end(self) -> list[tuple[str, str]]:
@@ -136,6 +143,20 @@ class MessageReader:
         if len(block) > self._limit and max(map(len, lines)) > self._limit:  # a chunk inflated by gzip
             self._refuse()
         return [("", line.decode("utf-8", "replace")) for line in lines if line.strip()]
+
+    def _whole_events(self, chunk: bytes) -> list[tuple[str, str]]:
+        """Whole events and nothing before them: ``data: x`` and ``event: n`` + ``data: x`` read directly."""
+        out: list[tuple[str, str]] = []
+        for event in chunk[:-2].split(b"\n\n"):
+            nl = event.find(b"\n")
+            if nl < 0 and event.startswith(b"data: "):
+                out.append(("", event[6:].decode("utf-8", "replace")))
+            elif (nl > 0 and event.startswith(b"event: ") and event.startswith(b"data: ", nl + 1)
+                    and event.find(b"\n", nl + 1) < 0):
+                out.append((event[7:nl].decode("utf-8", "replace"), event[nl + 7:].decode("utf-8", "replace")))
+            else:
+                out += self._sse_lines(event + b"\n")  # its lines and the blank line that ends it
+        return out
 
     def _sse_lines(self, block: bytes) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
@@ -183,7 +204,7 @@ async def read_body(chunks: AsyncIterable[bytes], limit: int, upstream: str, wha
 
 
 def pieces(text: str, limit: int) -> Iterator[str]:
-    """``text`` cut into pieces of at most ``limit`` UTF-8 bytes each (``limit`` >= 4), never inside a
+    """``text`` cut into pieces of at most ``limit`` UTF-8 bytes each (``limit`` >= 6), never inside a
     character nor between the two halves of a surrogate pair; joined they give ``text`` back."""
     data = text.encode("utf-8", "surrogatepass")
     start, n = 0, len(data)
