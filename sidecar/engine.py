@@ -554,7 +554,7 @@ class Engine:
                         body = await _read_limited(response)
                     else:
                         body = await read_body(response.aiter_bytes(), self.read_limits.max_body_bytes,
-                                               provider.id, "the model list")
+                                               provider.id, "the model list", provider.id)
         except (TimeoutError, httpx.TimeoutException):
             raise SidecarError("timeout", f"{provider.id}: no answer within {timeout:g} s",
                                provider=provider.id) from None
@@ -624,7 +624,7 @@ class _Run:
     def _grow(self, n: int) -> int:
         self._answer += n
         if self._answer > self._max_answer:
-            raise too_large(self.upstream, "the answer", self._max_answer, "max_body_bytes")
+            raise too_large(self.upstream, "the answer", self._max_answer, "max_body_bytes", self.upstream)
         return n
 
     def latency_ms(self) -> float:

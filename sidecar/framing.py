@@ -37,13 +37,14 @@ def _size(n: int) -> str:
     return f"{n // MiB} MiB" if n % MiB == 0 else f"{n // 1024} KiB" if n % 1024 == 0 else f"{n} bytes"
 
 
-def too_large(upstream: str, what: str, limit: int, setting: str) -> SidecarError:
-    """The error for a refused read; called once its buffers are dropped, so their memory goes back."""
+def too_large(where: str, what: str, limit: int, setting: str, provider: str | None) -> SidecarError:
+    """The error for a refused read (``where``: the provider id, or a name for another upstream); made
+    once the read's buffers are dropped, so their memory goes back."""
     give_back_memory()
     return SidecarError(
         "protocol_error",
-        f"{upstream}: {what} is larger than the limit of {_size(limit)} ({setting}); the connection was closed",
-        provider=upstream,
+        f"{where}: {what} is larger than the limit of {_size(limit)} ({setting}); the connection was closed",
+        provider=provider,
     )
 
 
@@ -136,7 +137,7 @@ class MessageReader:
         self._partial.clear()
         self._data.clear()
         what = "one server-sent event" if self._sse else "one line of the stream"
-        raise too_large(self._upstream, what, self._limit, "max_event_bytes")
+        raise too_large(self._upstream, what, self._limit, "max_event_bytes", self._upstream)
 
     def _ndjson_lines(self, block: bytes) -> list[tuple[str, str]]:
         lines = block.split(b"\n")
@@ -189,7 +190,8 @@ class MessageReader:
         return out
 
 
-async def read_body(chunks: AsyncIterable[bytes], limit: int, upstream: str, what: str) -> bytes:
+async def read_body(chunks: AsyncIterable[bytes], limit: int, where: str, what: str,
+                    provider: str | None = None) -> bytes:
     """A whole body, refused (``protocol_error``) the moment it passes ``limit`` bytes; the caller
     closes the response, which drops the connection instead of reading the rest."""
     parts: list[bytes] = []
@@ -198,7 +200,7 @@ async def read_body(chunks: AsyncIterable[bytes], limit: int, upstream: str, wha
         size += len(chunk)
         if size > limit:
             parts.clear()
-            raise too_large(upstream, what, limit, "max_body_bytes")
+            raise too_large(where, what, limit, "max_body_bytes", provider)
         parts.append(chunk)
     return b"".join(parts)
 

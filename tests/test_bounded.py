@@ -378,3 +378,15 @@ def test_a_whole_answer_is_bounded_too(sidecar_for: Callable[..., Sidecar], host
     assert sum(len(e["text"]) for e in events if e["type"] == "text_delta") <= MiB
     hostile.plans["fits"] = send(sse_stream(*["f" * 50_000] * 20))
     assert sc.call("complete_chat", {"model": "h:fits", "messages": MSGS}, timeout=60)["content"] == "f" * 1_000_000
+
+
+def test_a_1_gib_answer_from_meilisearch_is_refused(sidecar_for: Callable[..., Sidecar], hostile: Hostile) -> None:
+    hostile.plans["/chats/w/settings"] = endless(b'{"source":"', GiB, "application/json")
+    sc = sidecar_for()
+    resp = sc.request("get_chat_workspace_settings",
+                      {"meilisearch_url": f"http://127.0.0.1:{hostile.port}", "workspace": "w"}, timeout=60)
+    assert resp["error"]["data"]["code"] == "protocol_error", resp
+    assert resp["error"]["message"].startswith(f"Meilisearch at http://127.0.0.1:{hostile.port}: its answer is "
+                                               "larger than the limit of 32 MiB")
+    assert hostile.last("/chats/w/settings").sent < 96 * MiB
+    assert status_kib(sc, "VmHWM") < PEAK_BAR
