@@ -609,23 +609,21 @@ class _Run:
         if not self.output and isinstance(event, _FIRST_OUTPUT):
             self.output = True
             self.ttft = (time.perf_counter() - self.started) * 1000
-        if isinstance(event, TextDeltaEvent | ReasoningDeltaEvent):
-            self._grow(len(event.text))
-            if len(event.text) > self._short:
-                for piece in pieces(event.text, self._max_delta):
-                    await self._emit(msgspec.structs.replace(event, text=piece))
+        kind = type(event)
+        if kind is TextDeltaEvent or kind is ReasoningDeltaEvent or kind is ToolCallDeltaEvent:
+            field = "arguments_delta" if kind is ToolCallDeltaEvent else "text"
+            text: str = getattr(event, field)
+            self._answer += len(text)
+            if len(text) > self._short or self._answer > self._max_answer:
+                await self._emit_long(event, field, text)
                 return
-        elif isinstance(event, ToolCallDeltaEvent) and self._grow(len(event.arguments_delta)) > self._short:
-            for piece in pieces(event.arguments_delta, self._max_delta):
-                await self._emit(msgspec.structs.replace(event, arguments_delta=piece))
-            return
         await self._emit(event)
 
-    def _grow(self, n: int) -> int:
-        self._answer += n
+    async def _emit_long(self, event: Event, field: str, text: str) -> None:
         if self._answer > self._max_answer:
             raise too_large(self.upstream, "the answer", self._max_answer, "max_body_bytes", self.upstream)
-        return n
+        for piece in pieces(text, self._max_delta):
+            await self._emit(msgspec.structs.replace(event, **{field: piece}))
 
     def latency_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 3)
