@@ -183,6 +183,7 @@ class Api:
     async def discover_local_providers(self, ctx: RequestContext, params: DiscoverParams) -> list[DiscoveredProvider]:
         import httpx
 
+        from .framing import read_body
         from .providers.discovery import DEFAULT_PORTS, Answer, discover
 
         timeout = max(params.timeout_ms, 1) / 1000
@@ -192,10 +193,11 @@ class Api:
 
             async def get(url: str) -> Answer | None:
                 try:
-                    response = await client.get(url)
-                except httpx.HTTPError:
+                    async with client.stream("GET", url) as response:  # read at most 1 MiB of a probe's answer
+                        body = await read_body(response.aiter_bytes(), 1 << 20, "discovery", "a probe's answer")
+                except (httpx.HTTPError, SidecarError):
                     return None
-                return Answer(response.status_code, response.content[:1 << 20])
+                return Answer(response.status_code, body)
 
             return await discover(get, ports, timeout)
 

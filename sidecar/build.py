@@ -24,7 +24,6 @@ HIDDEN_IMPORTS = (
     "keyring.backends.fail",
     "keyring.backends.chainer",
     "httpx",
-    "httpx_sse",
     "sqlite3",
     "jsonschema",
     "starlette",

@@ -13,6 +13,7 @@ from . import __version__
 
 if TYPE_CHECKING:
     from .app import App
+    from .framing import ReadLimits
 
 DESCRIPTION = """\
 llm-sidecar: one typed JSON-RPC 2.0 interface to every LLM provider, for desktop apps.
@@ -45,6 +46,47 @@ def _common(parser: argparse.ArgumentParser, defaults: bool) -> None:
                         "query, sizes, status, timings; never headers, keys or message text (env LLM_SIDECAR_LOG_REQUESTS=1)")
 
 
+def _size(text: str) -> int:
+    """A size in bytes: ``65536``, ``64KiB``, ``8MiB``, ``1GiB``; at least 1 KiB."""
+    number = text.strip()
+    unit = 1
+    for suffix, factor in (("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30)):
+        if number.endswith(suffix):
+            number, unit = number[: -len(suffix)].strip(), factor
+            break
+    if not number.isdigit() or int(number) * unit < 1024:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size of at least 1KiB (e.g. 65536, 64KiB, 8MiB)")
+    return int(number) * unit
+
+
+def _limit_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """What one upstream may make the sidecar hold, and how long a line it writes: the app's side sets
+    them (a webview could otherwise lift them), for every provider at once."""
+    from .framing import MAX_BODY_BYTES, MAX_DELTA_BYTES, MAX_EVENT_BYTES
+
+    d = (lambda v: v) if defaults else (lambda v: argparse.SUPPRESS)
+    env = os.environ.get
+    parser.add_argument("--max-event-bytes", type=_size, metavar="SIZE",
+                        default=d(env("LLM_SIDECAR_MAX_EVENT_BYTES", str(MAX_EVENT_BYTES))),
+                        help="largest SSE event or NDJSON line read from an upstream; a larger one ends the "
+                        "request with protocol_error (env LLM_SIDECAR_MAX_EVENT_BYTES; default 8MiB)")
+    parser.add_argument("--max-body-bytes", type=_size, metavar="SIZE",
+                        default=d(env("LLM_SIDECAR_MAX_BODY_BYTES", str(MAX_BODY_BYTES))),
+                        help="largest non-streamed body read from an upstream, such as a model list "
+                        "(env LLM_SIDECAR_MAX_BODY_BYTES; default 32MiB)")
+    parser.add_argument("--max-delta-bytes", type=_size, metavar="SIZE",
+                        default=d(env("LLM_SIDECAR_MAX_DELTA_BYTES", str(MAX_DELTA_BYTES))),
+                        help="longest text in one text_delta, reasoning_delta or tool_call_delta written to "
+                        "stdout; longer deltas go out as several events (env LLM_SIDECAR_MAX_DELTA_BYTES; "
+                        "default 64KiB)")
+
+
+def _read_limits(args: argparse.Namespace) -> ReadLimits:
+    from .framing import ReadLimits
+
+    return ReadLimits(args.max_event_bytes, args.max_body_bytes, args.max_delta_bytes)
+
+
 def _serve_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
     d = (lambda v: v) if defaults else (lambda v: argparse.SUPPRESS)
     parser.add_argument("--drain-timeout", type=float, metavar="SECONDS", default=d(60.0),
@@ -75,11 +117,13 @@ def parser() -> argparse.ArgumentParser:
     _common(p, True)
     _serve_options(p, True)
     _trust_options(p, True)
+    _limit_options(p, True)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     serve = sub.add_parser("serve", help="serve JSON-RPC on stdio (the default)")
     _common(serve, False)
     _serve_options(serve, False)
     _trust_options(serve, False)
+    _limit_options(serve, False)
     schema = sub.add_parser("schema", help="write the OpenRPC document (schema/openrpc.json)")
     _common(schema, False)
     schema.add_argument("--output", "-o", metavar="PATH", default="schema/openrpc.json",
@@ -88,6 +132,7 @@ def parser() -> argparse.ArgumentParser:
     chat = sub.add_parser("chat", help="chat with a model in the terminal (mock:echo works offline)")
     _common(chat, False)
     _trust_options(chat, False)
+    _limit_options(chat, False)
     chat.add_argument("--model", metavar="PROVIDER:MODEL", default=None,
                       help="the model to chat with (default: the active provider, else mock:echo)")
     build = sub.add_parser("build-binary", help="build a one-file executable for Tauri's externalBin (needs PyInstaller)")
@@ -133,6 +178,7 @@ def _app(args: argparse.Namespace) -> App:
     data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
     app = App(data_dir, args.keyring_service, trust)
     app.engine.log_requests = args.log_requests
+    app.engine.read_limits = _read_limits(args)
     return app
 
 

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -23,6 +23,7 @@ from . import __version__
 from .checks import JsonAnswer, check_request
 from .credentials import Credentials, check_sendable, redact
 from .errors import SidecarError
+from .framing import MessageReader, ReadLimits, pieces, read_body, too_large
 from .policy import CONNECT_S, IDLE_S, Policy, backoff_ms, policy_for, retry_after_ms
 from .protocols import WireProtocol, get_protocol
 from .protocols import mock as mock_protocol
@@ -50,6 +51,7 @@ from .types import (
     TestConnectionResult,
     TextDeltaEvent,
     TextPart,
+    ToolCallDeltaEvent,
     ToolCallEvent,
     ToolCallPart,
     ToolCallStartEvent,
@@ -143,6 +145,8 @@ class Engine:
         self._models: dict[str, tuple[float, list[Model]]] = {}
         self.log_requests = False
         """log each attempt and each finished request (never headers, keys or content)"""
+        self.read_limits = ReadLimits()
+        """how much of one upstream event or body is read, and of one delta written (set by the CLI)"""
         self._health: Health | None = None
         self.observers: list[Callable[[Outcome], None]] = []
         """called with every finished request; must be quick and must not raise"""
@@ -164,7 +168,6 @@ class Engine:
             time.sleep(delay)
             try:
                 self.http()
-                import httpx_sse  # noqa: F401
             except Exception:
                 log.debug("warm-up failed", exc_info=True)
 
@@ -274,7 +277,7 @@ class Engine:
         seen nothing is repeated, so the error ends the stream.
         """
         answer = JsonAnswer.wanted(prepared.params)  # None (and no collecting) unless JSON is asked for
-        run = _Run(emit if answer is None else answer.wrap(emit), time.perf_counter())
+        run = _Run(emit if answer is None else answer.wrap(emit), time.perf_counter(), self.read_limits)
         target = prepared
         fallbacks = [m for m in prepared.params.fallback_models or () if isinstance(m, str)]
         await emit(StartEvent(provider=target.provider.id, model=target.model_ref))
@@ -364,6 +367,7 @@ class Engine:
         health = self.health
         async with health.slot(provider):  # its own refusal (circuit open) is not recorded: that would keep it open
             started = time.perf_counter()  # after any queueing: latency is the provider's, not ours
+            run.upstream = provider.id
             try:
                 if provider.protocol == "mock":
                     done = await self._mock(target, run)
@@ -396,6 +400,7 @@ class Engine:
         emit = run.emit
         scope = anyio.CancelScope()
         watchdog = _Watchdog(scope, policy.first_byte, policy.idle)
+        reader = MessageReader(protocol.framing, self.read_limits.max_event_bytes, provider.id)
         timeout = httpx.Timeout(max(policy.first_byte, policy.idle) + 5, connect=policy.connect)
         if self.log_requests:
             log.info("upstream request", extra={"fields": {
@@ -406,6 +411,7 @@ class Engine:
                 async with self.http().stream(
                     request.method, request.url, headers=request.headers, content=request.body, timeout=timeout
                 ) as response:
+                    watchdog.status = response.status_code
                     if self.log_requests:
                         log.info("upstream answer", extra={"fields": {
                             "provider": provider.id, "status": response.status_code,
@@ -422,12 +428,17 @@ class Engine:
                     ):
                         body = await _read_limited(response)
                         raise _not_a_stream(protocol, response.status_code, body, provider.id)
-                    async for name, data in _messages(response, protocol.framing):
-                        watchdog.beat()
-                        if decoder.complete:
-                            continue  # read to the end of the body so the connection is reused
-                        for event in decoder.feed(name, data):
-                            await emit(event)
+                    async for chunk in response.aiter_bytes():
+                        watchdog.beat()  # bytes, not messages: a slow but live upstream is not idle
+                        for name, data in reader.feed(chunk):
+                            if decoder.complete:
+                                continue  # read to the end of the body so the connection is reused
+                            for event in decoder.feed(name, data):
+                                await emit(event)
+                    for name, data in reader.end():
+                        if not decoder.complete:
+                            for event in decoder.feed(name, data):
+                                await emit(event)
         except SidecarError as exc:
             exc.info.message = redact(exc.info.message, target.api_key)
             raise
@@ -439,9 +450,8 @@ class Engine:
         finally:
             watchdog.close()
         if watchdog.fired is not None:
-            what = "no first byte" if watchdog.fired == "first_byte" else "the stream stalled: no data"
-            limit = policy.first_byte if watchdog.fired == "first_byte" else policy.idle
-            raise SidecarError("timeout", f"{provider.id}: {what} within {limit:g} s", provider=provider.id)
+            raise SidecarError("timeout", f"{provider.id}: {watchdog.why(policy, reader.pending)}",
+                               provider=provider.id)
         if not decoder.complete and decoder.finish_reason is None:
             raise SidecarError(
                 "network_error", f"{provider.id}: the connection closed before the end of the stream",
@@ -527,35 +537,28 @@ class Engine:
 
         try:
             with anyio.fail_after(timeout):
-                response = await self.http().request(
+                async with self.http().stream(
                     request.method, request.url, headers=request.headers, timeout=httpx.Timeout(timeout)
-                )
+                ) as response:
+                    status = response.status_code
+                    if status >= 400:
+                        body = await _read_limited(response)
+                    else:
+                        body = await read_body(response.aiter_bytes(), self.read_limits.max_body_bytes,
+                                               provider.id, "the model list", provider.id)
         except (TimeoutError, httpx.TimeoutException):
             raise SidecarError("timeout", f"{provider.id}: no answer within {timeout:g} s",
                                provider=provider.id) from None
         except httpx.HTTPError as exc:
             raise _network_error(exc, provider) from None
-        if response.status_code >= 400:
-            err = protocol.map_http_error(response.status_code, response.content[:MAX_ERROR_BODY], provider.id)
+        if status >= 400:
+            err = protocol.map_http_error(status, body, provider.id)
             err.info.message = redact(err.info.message, key)
             raise err
-        return protocol.parse_models(response.content)
+        return protocol.parse_models(body)
 
 
 # --- helpers ---------------------------------------------------------------------------
-
-
-async def _messages(response: httpx.Response, framing: str) -> AsyncIterator[tuple[str, str]]:
-    """(event name, data) per SSE message, or ("", line) per NDJSON line."""
-    if framing == "sse":
-        from httpx_sse import EventSource
-
-        async for sse in EventSource(response).aiter_sse():
-            yield sse.event, sse.data
-    else:
-        async for line in response.aiter_lines():
-            if line.strip():
-                yield "", line
 
 
 
@@ -563,8 +566,17 @@ async def _messages(response: httpx.Response, framing: str) -> AsyncIterator[tup
 class _Run:
     """What one request has done so far, across its retries and fallbacks."""
 
-    def __init__(self, emit: Emit, started: float) -> None:
+    def __init__(self, emit: Emit, started: float, limits: ReadLimits) -> None:
         self._emit = emit
+        self._max_delta = limits.max_delta_bytes
+        self._short = limits.max_delta_bytes // 4
+        """characters that can never take more than max_delta_bytes in UTF-8"""
+        self._max_answer = limits.max_body_bytes
+        self._answer = 0
+        """characters of text, reasoning and tool-call arguments so far: collectors (complete_chat, the
+        agent loop, a JSON answer, the decoders' tool calls) hold them all"""
+        self.upstream = ""
+        """the provider of the current attempt"""
         self.started = started
         self.started_at = time.time()
         self.output = False
@@ -573,10 +585,25 @@ class _Run:
         self.retries = 0
 
     async def emit(self, event: Event) -> None:
+        """Every event of a request passes here; a long delta goes out as several (no giant stdout line)."""
         if not self.output and isinstance(event, _FIRST_OUTPUT):
             self.output = True
             self.ttft = (time.perf_counter() - self.started) * 1000
+        kind = type(event)
+        if kind is TextDeltaEvent or kind is ReasoningDeltaEvent or kind is ToolCallDeltaEvent:
+            field = "arguments_delta" if kind is ToolCallDeltaEvent else "text"
+            text: str = getattr(event, field)
+            self._answer += len(text)
+            if len(text) > self._short or self._answer > self._max_answer:
+                await self._emit_long(event, field, text)
+                return
         await self._emit(event)
+
+    async def _emit_long(self, event: Event, field: str, text: str) -> None:
+        if self._answer > self._max_answer:
+            raise too_large(self.upstream, "the answer", self._max_answer, "max_body_bytes", self.upstream)
+        for piece in pieces(text, self._max_delta):
+            await self._emit(msgspec.structs.replace(event, **{field: piece}))
 
     def latency_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 3)
@@ -596,9 +623,10 @@ class _Run:
 
 
 class _Watchdog:
-    """Cancels an attempt when its first byte, or the next one, is late.
+    """Cancels an attempt when the first byte of its body, or the next one, is late.
 
-    A loop timer rather than a task or a moving deadline: each message costs one clock read.
+    Counts bytes, not messages: a slow but live upstream in the middle of a big event is not idle.
+    A loop timer rather than a task or a moving deadline: each chunk costs one clock read.
     """
 
     def __init__(self, scope: anyio.CancelScope, first_byte: float, idle: float) -> None:
@@ -606,6 +634,8 @@ class _Watchdog:
         self._scope = scope
         self._idle = idle
         self._last: float | None = None
+        self.status: int | None = None
+        """the answer's HTTP status, once its headers arrived"""
         self.fired: Literal["first_byte", "idle"] | None = None
         self._handle = self._loop.call_at(self._loop.time() + first_byte, self._check)
 
@@ -627,6 +657,16 @@ class _Watchdog:
             self._scope.cancel()
         else:
             self._handle = self._loop.call_at(due, self._check)
+
+    def why(self, policy: Policy, partial: bool) -> str:
+        """What timed out, saying whether anything had arrived."""
+        if self.fired == "first_byte":
+            if self.status is None:
+                return f"no byte of an answer within {policy.first_byte:g} s (first_byte_ms)"
+            return (f"the answer's headers arrived (HTTP {self.status}) but no byte of its body within "
+                    f"{policy.first_byte:g} s (first_byte_ms)")
+        where = " in the middle of an event" if partial else ""
+        return f"the stream stalled{where}: no byte within {policy.idle:g} s (idle_ms)"
 
     def close(self) -> None:
         self._handle.cancel()

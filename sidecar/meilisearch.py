@@ -24,6 +24,7 @@ from msgspec import UNSET
 
 from .credentials import redact
 from .errors import SidecarError, header_safe
+from .framing import MAX_BODY_BYTES, read_body
 from .providers import Provider, Registry
 from .types import (
     ChatPrompts,
@@ -256,23 +257,26 @@ class MeilisearchClient:
         if content is not None:
             headers["content-type"] = "application/json"
         try:
-            async with httpx.AsyncClient(trust_env=False, timeout=self.timeout) as client:
-                response = await client.request(method, self.url + path, content=content, headers=headers)
+            async with httpx.AsyncClient(trust_env=False, timeout=self.timeout) as client, \
+                    client.stream(method, self.url + path, content=content, headers=headers) as response:
+                status = response.status_code
+                answer = await read_body(response.aiter_bytes(), MAX_BODY_BYTES, f"Meilisearch at {self.where}",
+                                         "its answer")
         except httpx.TimeoutException:
             raise SidecarError("timeout", f"Meilisearch at {self.where} did not answer within {self.timeout:g} s"
                                ) from None
         except httpx.HTTPError as exc:  # its text may hold the URL; name the type only
             raise SidecarError("network_error", f"Could not reach Meilisearch at {self.where} "
                                f"({type(exc).__name__})") from None
-        if response.status_code >= 400:
-            raise response_error(response.status_code, response.content, self.secrets)
-        if not response.content.strip():
+        if status >= 400:
+            raise response_error(status, answer, self.secrets)
+        if not answer.strip():
             return None
         try:
-            return msgspec.json.decode(response.content)
+            return msgspec.json.decode(answer)
         except msgspec.DecodeError:
             raise SidecarError("protocol_error", f"Meilisearch answered {method} {path} with something not JSON",
-                               status=response.status_code) from None
+                               status=status) from None
 
     async def ensure_chat_enabled(self) -> bool:
         """Switch the chatCompletions experimental feature on when it is off; whether this call did."""
