@@ -355,15 +355,21 @@ describeWithSidecar("process exit", () => {
   });
 });
 
-describeWithSidecar("examples/echo.mjs", () => {
-  it("imports the built package and prints the echoed text", async () => {
-    const { stdout } = await promisify(execFile)(process.execPath, [path.join(packageRoot, "examples", "echo.mjs"), "Echo through the built package"], {
-      cwd: packageRoot,
-      env: { ...sidecarEnv(), SIDECAR_PYTHON: sidecarPython },
-      timeout: 30_000,
+describeWithSidecar("examples/echo.mjs and echo.cjs", () => {
+  for (const file of ["echo.mjs", "echo.cjs"]) {
+    it(`${file} loads the built package (${file.endsWith(".cjs") ? "require" : "import"}) and prints the echoed text`, async () => {
+      const text = `Echo through the built package from ${file}`;
+      const { stdout } = await promisify(execFile)(process.execPath, [path.join(packageRoot, "examples", file), text], {
+        cwd: packageRoot,
+        env: { ...sidecarEnv(), SIDECAR_PYTHON: sidecarPython },
+        timeout: 30_000,
+      });
+      const [echoed, done, rest] = stdout.split("\n");
+      assert.equal(echoed, text);
+      assert.match(done ?? "", /^\[done: stop, [1-9]\d* tokens\]$/);
+      assert.equal(rest, "");
     });
-    assert.match(stdout, /Echo through the built package/);
-  });
+  }
 });
 
 describeWithSidecar("nodeProcess transport", () => {
