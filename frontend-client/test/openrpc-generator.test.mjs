@@ -1,6 +1,9 @@
 // schema/openrpc.json through a third-party generator: @open-rpc/generator (a pinned devDependency)
 // writes its TypeScript client, and tsc compiles it with the generator's own tsconfig (strict).
 // Offline: the generator, the generated client's packages and tsc all come from node_modules.
+// The generated client imports @open-rpc/client-js (a pinned devDependency, with @types/ws and
+// @types/isomorphic-fetch for its typings, the versions its generated package.json names);
+// lodash, @open-rpc/meta-schema and @open-rpc/schema-utils-js come with the generator itself.
 // The generated code lands under build/ so its imports resolve to this package's node_modules.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
