@@ -53,7 +53,7 @@ from .types import (
     SaveApiKeyResult,
     SavedProvider,
     SetActiveProviderParams,
-    SidecarInfo,
+    SidecarInfoResult,
     StartProxyParams,
     StreamStarted,
     StreamTextParams,
@@ -309,8 +309,8 @@ class Api:
 
     # --- the process ---------------------------------------------------------------------
 
-    async def sidecar_info(self, ctx: RequestContext) -> SidecarInfo:
-        return SidecarInfo(
+    async def sidecar_info(self, ctx: RequestContext) -> SidecarInfoResult:
+        return SidecarInfoResult(
             version=__version__,
             protocol_version=PROTOCOL_VERSION,
             python=sys.version.split()[0],
@@ -389,7 +389,7 @@ METHODS: tuple[tuple[str, type | None, object, str], ...] = (
     ("get_api_key", ProviderParams, ApiKeyStatus, "Whether a key is available, and a preview; never the key."),
     ("delete_api_key", ProviderParams, DeletedResult, "Delete a saved key from the OS keychain."),
     ("list_saved_providers", None, list[SavedProvider], "Providers that have a key, and where it is."),
-    ("sidecar_info", None, SidecarInfo, "Version, keychain backend and data dir."),
+    ("sidecar_info", None, SidecarInfoResult, "Version, keychain backend and data dir."),
     ("shutdown", None, Empty, "Cancel every stream, answer, and exit."),
 )
 """Every RPC method: name, params type (None: takes none), result type, summary.

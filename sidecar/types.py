@@ -387,7 +387,7 @@ class SavedProvider(Wire):
     source: KeySource
 
 
-class SidecarInfo(Wire):
+class SidecarInfoResult(Wire):
     version: str
     protocol_version: int
     python: str

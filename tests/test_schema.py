@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +66,26 @@ def test_openrpc_document_shape() -> None:
     assert refs <= set(components), refs - set(components)
     mapping = components["StreamEvent"]["discriminator"]["mapping"]
     assert set(mapping) == EVENT_TYPES
+
+
+def _pascal(name: str) -> str:
+    """How code generators name a method's type: `sidecar_info` -> `SidecarInfo` (@open-rpc/generator)."""
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", name) if part)
+
+
+def test_pascal_names_as_generators_make_them() -> None:
+    assert _pascal("sidecar_info") == "SidecarInfo"
+    assert _pascal("llm_list_available_models") == "LlmListAvailableModels"
+    assert _pascal("llm.chat") == "LlmChat"
+
+
+def test_no_method_type_name_collides_with_a_component() -> None:
+    """A generator declares a type per method named after it; a schema of the same name (its key, or its
+    title, which @open-rpc/generator names types by) is a TS2300 there."""
+    schemas = SCHEMA["components"]["schemas"]
+    components = set(schemas) | {s["title"] for s in schemas.values() if "title" in s}
+    clashes = {m["name"]: _pascal(m["name"]) for m in SCHEMA["methods"] if _pascal(m["name"]) in components}
+    assert not clashes, f"rename these result/params types (e.g. add a Result suffix): {clashes}"
 
 
 def test_stream_params_mark_only_messages_required() -> None:

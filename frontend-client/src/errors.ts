@@ -49,6 +49,13 @@ function asErrorData(data: unknown): SidecarErrorData | undefined {
 }
 
 /**
+ * Marks SidecarErrors across copies of this package: its ES module and CommonJS builds are
+ * two copies of the class, and a program can load both (`import` in one file, `require` in
+ * another); `instanceof SidecarError` checks this mark, so it holds for either copy.
+ */
+const BRAND: unique symbol = Symbol.for("llm-sidecar-client.SidecarError");
+
+/**
  * Every failure the client reports: JSON-RPC errors from the sidecar, `error` events of a
  * stream, and client-side failures (timeout, abort, process exit).
  *
@@ -74,6 +81,12 @@ export class SidecarError extends Error {
   /** True when the client raised it (timeout, AbortSignal, process exit), false when the sidecar sent it. */
   readonly local: boolean;
 
+  /** True for a SidecarError of either build (ESM or CommonJS) of this package. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (this !== SidecarError) return Function.prototype[Symbol.hasInstance].call(this, value);
+    return typeof value === "object" && value !== null && (value as { [BRAND]?: unknown })[BRAND] === true;
+  }
+
   constructor(code: number, message: string, options: SidecarErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
@@ -83,6 +96,7 @@ export class SidecarError extends Error {
     this.streamId = options.streamId;
     this.event = options.event;
     this.local = options.local ?? false;
+    Object.defineProperty(this, BRAND, { value: true });
   }
 
   /** Shorthand for `data?.code`. */

@@ -517,7 +517,7 @@ export interface SetActiveProviderParams {
   model: string;
   api_key?: string;
 }
-export interface SidecarInfo {
+export interface SidecarInfoResult {
   version: string;
   protocol_version: number;
   python: string;
@@ -808,7 +808,7 @@ export interface SidecarMethods {
   /**
    * Version, keychain backend and data dir.
    */
-  sidecar_info: { params: NoParams; result: SidecarInfo };
+  sidecar_info: { params: NoParams; result: SidecarInfoResult };
   /**
    * Cancel every stream, answer, and exit.
    */
@@ -1037,7 +1037,7 @@ export interface SidecarMethodFunctions<Options> {
    *
    * Wire method `sidecar_info`.
    */
-  sidecarInfo(options?: Options): Promise<SidecarInfo>;
+  sidecarInfo(options?: Options): Promise<SidecarInfoResult>;
   /**
    * Cancel every stream, answer, and exit.
    *

@@ -16,7 +16,10 @@ export type { ExitInfo, Transport } from "./transport.js";
 
 /** Options of {@link tauriSidecar}: the shell plugin's spawn options plus a stderr hook. */
 export interface TauriSidecarOptions extends SpawnOptions {
-  /** Receives the sidecar's stderr (its logs), line by line in text mode. */
+  /**
+   * Receives the sidecar's stderr (its logs): in text mode one call per line, each ending in
+   * exactly one `"\n"`; with `encoding: "raw"` the text as it arrives, decoded across reads.
+   */
   onStderr?: (text: string) => void;
   /** How many characters of stderr to keep for the exit message (default 4096). */
   stderrTailBytes?: number;
@@ -58,12 +61,23 @@ export async function tauriSidecar(
       events.emitData(data);
     }
   });
-  command.stderr.on("data", (data: Output) => {
-    const text = typeof data === "string" ? `${data}\n` : new TextDecoder().decode(Uint8Array.from(data));
+  // Raw stderr reads are cut anywhere, also inside a UTF-8 sequence: decode them as one stream.
+  const stderrDecoder = new TextDecoder();
+  const takeStderr = (text: string): void => {
+    if (!text) return;
     tail = (tail + text).slice(-stderrTailBytes);
     onStderr?.(text);
+  };
+  command.stderr.on("data", (data: Output) => {
+    if (typeof data === "string") {
+      // One line per event in text mode, its "\n" kept by the plugin (a last line may lack one).
+      takeStderr(data.endsWith("\n") ? data : `${data}\n`);
+    } else {
+      takeStderr(stderrDecoder.decode(Uint8Array.from(data), { stream: true }));
+    }
   });
   command.on("close", (payload: { code: number | null; signal: number | null }) => {
+    takeStderr(stderrDecoder.decode()); // an incomplete sequence left at the end
     events.emitExit({ code: payload.code, signal: payload.signal, stderr: tail });
   });
   command.on("error", (error: string) => {

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import path from "node:path";
-import { after, before, describe, it } from "node:test";
+import { after, before, it } from "node:test";
 import { promisify } from "node:util";
 import {
   SidecarClient,
@@ -15,6 +15,7 @@ import {
 import { nodeProcess } from "llm-sidecar-client/node";
 import {
   connectSidecar,
+  describeWithSidecar,
   packageRoot,
   sidecarEnv,
   sidecarPython,
@@ -44,7 +45,7 @@ async function rejectsWith(promise: Promise<unknown>, check: (error: SidecarErro
   assert.fail("expected a rejection");
 }
 
-describe("Node transport + real sidecar", () => {
+describeWithSidecar("Node transport + real sidecar", () => {
   let client: SidecarClient;
 
   before(async () => {
@@ -253,7 +254,7 @@ describe("Node transport + real sidecar", () => {
   });
 });
 
-describe("process exit", () => {
+describeWithSidecar("process exit", () => {
   it("fails every pending call and stream with sidecar_exited when the process is killed", async () => {
     const { client, transport } = await connectSidecar();
     const slowText = "this will never finish ".repeat(20);
@@ -354,18 +355,24 @@ describe("process exit", () => {
   });
 });
 
-describe("examples/echo.mjs", () => {
-  it("imports the built package and prints the echoed text", async () => {
-    const { stdout } = await promisify(execFile)(process.execPath, [path.join(packageRoot, "examples", "echo.mjs"), "Echo through the built package"], {
-      cwd: packageRoot,
-      env: { ...sidecarEnv(), SIDECAR_PYTHON: sidecarPython },
-      timeout: 30_000,
+describeWithSidecar("examples/echo.mjs and echo.cjs", () => {
+  for (const file of ["echo.mjs", "echo.cjs"]) {
+    it(`${file} loads the built package (${file.endsWith(".cjs") ? "require" : "import"}) and prints the echoed text`, async () => {
+      const text = `Echo through the built package from ${file}`;
+      const { stdout } = await promisify(execFile)(process.execPath, [path.join(packageRoot, "examples", file), text], {
+        cwd: packageRoot,
+        env: { ...sidecarEnv(), SIDECAR_PYTHON: sidecarPython },
+        timeout: 30_000,
+      });
+      const [echoed, done, rest] = stdout.split("\n");
+      assert.equal(echoed, text);
+      assert.match(done ?? "", /^\[done: stop, [1-9]\d* tokens\]$/);
+      assert.equal(rest, "");
     });
-    assert.match(stdout, /Echo through the built package/);
-  });
+  }
 });
 
-describe("nodeProcess transport", () => {
+describeWithSidecar("nodeProcess transport", () => {
   it("keeps output that arrives before the client listens", async () => {
     const transport = spawnSidecar();
     await sleep(1500); // sidecar-ready has been written by now, before anyone listens

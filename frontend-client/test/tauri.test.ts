@@ -7,11 +7,11 @@
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { constants } from "node:os";
-import { after, before, describe, it } from "node:test";
+import { after, before, it } from "node:test";
 import { clearMocks, mockIPC } from "@tauri-apps/api/mocks";
 import { SidecarClient, SidecarError, type StreamOutputEvent } from "llm-sidecar-client";
-import { tauriSidecar } from "llm-sidecar-client/tauri";
-import { repoRoot, seededRandom, sidecarArgs, sidecarEnv, sidecarPython, sleep, user } from "./helpers.js";
+import { tauriSidecar, type ExitInfo } from "llm-sidecar-client/tauri";
+import { describeWithSidecar, repoRoot, seededRandom, sidecarArgs, sidecarEnv, sidecarPython, sleep, user } from "./helpers.js";
 
 // The mocks and @tauri-apps/api/core look for `window.__TAURI_INTERNALS__`.
 (globalThis as unknown as { window: unknown }).window = globalThis;
@@ -27,8 +27,15 @@ interface Invocation {
   payload: Record<string, unknown>;
 }
 
-/** Installs an IPC mock that runs the real sidecar for `plugin:shell|spawn`. */
-function installShellMock(mode: Mode, seed: number): { invocations: Invocation[]; children: Map<number, ChildProcess> } {
+/**
+ * Installs an IPC mock that runs the real sidecar for `plugin:shell|spawn` (or, with `pythonArgs`,
+ * `sidecarPython` with those arguments instead of `-m sidecar`).
+ */
+function installShellMock(
+  mode: Mode,
+  seed: number,
+  pythonArgs?: string[],
+): { invocations: Invocation[]; children: Map<number, ChildProcess> } {
   const invocations: Invocation[] = [];
   const children = new Map<number, ChildProcess>();
   const rand = seededRandom(seed);
@@ -42,7 +49,7 @@ function installShellMock(mode: Mode, seed: number): { invocations: Invocation[]
         assert.equal(options.sidecar, true, "Command.sidecar sets options.sidecar");
         const channel = args.onEvent as { id: number };
         assert.equal(typeof channel.id, "number", "onEvent is a Channel");
-        const child = spawn(sidecarPython, [...sidecarArgs, ...((args.args as string[]) ?? [])], {
+        const child = spawn(sidecarPython, pythonArgs ?? [...sidecarArgs, ...((args.args as string[]) ?? [])], {
           cwd: repoRoot,
           env: sidecarEnv(),
           stdio: ["pipe", "pipe", "pipe"],
@@ -128,7 +135,7 @@ const textOf = (events: StreamOutputEvent[]): string =>
   events.map((e) => (e.type === "text_delta" ? e.text : "")).join("");
 
 for (const [n, mode] of (["lines", "lines-with-newline", "raw"] as const).entries()) {
-  describe(`Tauri transport (mockIPC -> real sidecar, stdout as ${mode})`, () => {
+  describeWithSidecar(`Tauri transport (mockIPC -> real sidecar, stdout as ${mode})`, () => {
     let client: SidecarClient;
     let mock: ReturnType<typeof installShellMock>;
 
@@ -200,7 +207,7 @@ for (const [n, mode] of (["lines", "lines-with-newline", "raw"] as const).entrie
   });
 }
 
-describe("Tauri transport: process end", () => {
+describeWithSidecar("Tauri transport: process end", () => {
   after(() => clearMocks());
 
   it("close() sends shutdown; the Terminated event resolves `exited` with code 0", async () => {
@@ -223,5 +230,43 @@ describe("Tauri transport: process end", () => {
     const exit = await client.exited;
     assert.equal(exit.signal, constants.signals.SIGKILL);
     assert.ok(mock.invocations.some((i) => i.cmd === "plugin:shell|kill" && i.payload.pid === transport.child.pid));
+  });
+});
+
+describeWithSidecar("Tauri transport: stderr", () => {
+  after(() => clearMocks());
+
+  // Written by the child as it is; the plugin's text mode hands it over line by line.
+  const lines = ["first line\n", "ünïcödé 🎉 second line\n", "\n", "é🎉".repeat(200) + "\n", "last, without a newline"];
+  const script = `import sys; sys.stderr.buffer.write(${JSON.stringify(lines.join(""))}.encode()); sys.stderr.flush()`;
+
+  /** Runs the script through tauriSidecar; resolves with every onStderr call and the exit info. */
+  async function stderrOf(mode: Mode, seed: number): Promise<{ calls: string[]; exit: ExitInfo }> {
+    installShellMock(mode, seed, ["-c", script]);
+    const calls: string[] = [];
+    const transport = await tauriSidecar("binaries/llm-sidecar", [], {
+      ...(mode === "raw" ? { encoding: "raw" as const } : {}),
+      onStderr: (text) => calls.push(text),
+      stderrTailBytes: 100_000,
+    });
+    const exit = await new Promise<ExitInfo>((resolve) => transport.onExit(resolve));
+    return { calls, exit };
+  }
+
+  for (const [n, mode] of (["lines", "lines-with-newline"] as const).entries()) {
+    it(`text mode (${mode}): one onStderr call per line, each ending in exactly one \\n`, async () => {
+      const { calls, exit } = await stderrOf(mode, 40 + n);
+      assert.deepEqual(calls, [...lines.slice(0, -1), "last, without a newline\n"]);
+      assert.equal(exit.code, 0);
+      assert.equal(exit.stderr, calls.join(""));
+    });
+  }
+
+  it("raw mode: bytes cut inside UTF-8 sequences decode to the exact text", async () => {
+    const { calls, exit } = await stderrOf("raw", 50);
+    assert.ok(calls.length > 10, "the output arrived in many pieces");
+    assert.equal(calls.join(""), lines.join(""));
+    assert.ok(!calls.join("").includes("\uFFFD"), "no replacement characters");
+    assert.equal(exit.stderr, lines.join(""));
   });
 });
