@@ -8,7 +8,6 @@ owns the process lifecycle: EOF drains, stop cancels, a hard deadline backs both
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -24,6 +23,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from jsonrpcserver import Error, Success
 from jsonrpcserver.async_main import dispatch_to_serializable
 
+from .decode import MAX_DEPTH, LineError, decode_line, may_nest_deeper, too_deep
 from .stdio import LINE_TOO_LONG, LineWriter, _Marker, start_reader
 
 log = logging.getLogger("sidecar.rpc")
@@ -72,7 +72,6 @@ class MethodSpec:
 ErrorMapper = Callable[[Exception], RpcError | None]
 
 _encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder()
 
 
 class _Notification(msgspec.Struct):
@@ -205,12 +204,11 @@ class RpcServer:
         if not line.strip():
             return
         try:
-            obj = _decoder.decode(line)
-        except (ValueError, RecursionError) as exc:  # DecodeError, and UnicodeDecodeError inside strings
-            obj = _lenient_decode(line)
-            if obj is None:
-                await self._send(_error(PARSE_ERROR, f"Parse error: {exc}"))
-                return
+            obj = decode_line(line)
+        except LineError as exc:
+            await self._send(_error(PARSE_ERROR, f"Parse error: {exc}"))
+            return
+        check_depth = may_nest_deeper(line)
         if isinstance(obj, list):
             if not obj:
                 await self._send(_error(INVALID_REQUEST, "Invalid request: empty batch"))
@@ -219,7 +217,7 @@ class RpcServer:
             answers: list[Any] = [None] * len(obj)
 
             async def one(i: int) -> None:
-                answers[i] = await self._dispatch(obj[i], ctxs[i])
+                answers[i] = await self._dispatch(obj[i], ctxs[i], check_depth)
 
             async with anyio.create_task_group() as tg:
                 for i in range(len(obj)):
@@ -231,7 +229,7 @@ class RpcServer:
                 ctx.responded.set()
         else:
             ctx = RequestContext(self)
-            reply = await self._dispatch(obj, ctx)
+            reply = await self._dispatch(obj, ctx, check_depth)
             if reply is not None:
                 await self._send(reply)
             ctx.responded.set()
@@ -245,13 +243,15 @@ class RpcServer:
             data = _encoder.encode(_error(INTERNAL_ERROR, "Internal error", message.get("id")))
         await self._writer.write(data + b"\n")
 
-    async def _dispatch(self, req: Any, ctx: RequestContext) -> Any:
+    async def _dispatch(self, req: Any, ctx: RequestContext, check_depth: bool = False) -> Any:
         """Answer one request object (None for a notification)."""
         if not isinstance(req, dict):
             return _error(INVALID_REQUEST, "Invalid request: expected an object")
         id_ = req.get("id")
         if not _valid_id(id_):
             return _error(INVALID_REQUEST, "Invalid request: id must be a string, a number or null")
+        if check_depth and too_deep(req):
+            return _error(INVALID_REQUEST, f"Invalid request: nested deeper than {MAX_DEPTH} levels", id_)
         if req.get("jsonrpc") != "2.0":
             return _error(INVALID_REQUEST, 'Invalid request: "jsonrpc" must be "2.0"', id_)
         if not isinstance(req.get("method"), str):
@@ -325,28 +325,6 @@ class RpcServer:
             await anyio.sleep(0.25)
         log.info("parent process %d is gone", pid)
         self.stop()
-
-
-def _lenient_decode(line: bytes) -> Any:
-    """Valid JSON that msgspec refuses: lone UTF-16 surrogates (``"\\ud83d"``, which JavaScript's
-    JSON.stringify writes for a string cut inside an emoji). Replaced by U+FFFD; None if not JSON at all."""
-    if b"\\u" not in line:
-        return None
-    try:
-        obj = json.loads(line)
-    except (ValueError, RecursionError):
-        return None
-
-    def clean(value: Any) -> Any:
-        if isinstance(value, str):
-            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-        if isinstance(value, list):
-            return [clean(v) for v in value]
-        if isinstance(value, dict):
-            return {clean(k): clean(v) for k, v in value.items()}
-        return value
-
-    return clean(obj)
 
 
 def _hard_exit() -> None:
