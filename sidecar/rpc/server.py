@@ -87,6 +87,13 @@ def _error(code: int, message: str, id_: Any = None, data: Any = None) -> dict[s
     return {"jsonrpc": "2.0", "error": err, "id": id_}
 
 
+def _encode_reply(reply: dict[str, Any]) -> bytes:
+    try:
+        return _encoder.encode(reply)
+    except Exception:
+        return _encoder.encode(_error(INTERNAL_ERROR, "Internal error", reply.get("id")))
+
+
 def _valid_id(value: Any) -> bool:
     return value is None or (isinstance(value, str | int | float) and not isinstance(value, bool))
 
@@ -240,7 +247,10 @@ class RpcServer:
             data = _encoder.encode(message)
         except Exception:  # a result that cannot be encoded is our bug, not the caller's
             log.exception("could not encode a response")
-            data = _encoder.encode(_error(INTERNAL_ERROR, "Internal error", message.get("id")))
+            if isinstance(message, list):  # a batch: only the members that cannot be encoded fail
+                data = b"[" + b",".join(map(_encode_reply, message)) + b"]"
+            else:
+                data = _encode_reply(message)
         await self._writer.write(data + b"\n")
 
     async def _dispatch(self, req: Any, ctx: RequestContext, check_depth: bool = False) -> Any:
