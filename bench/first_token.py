@@ -149,6 +149,56 @@ def run(rounds: int, baseline: Path | None) -> tuple[dict[str, list[float]], flo
     return out, time.perf_counter() - started
 
 
+def relay_check(rounds: int, baseline: Path) -> dict[str, list[float]]:
+    """The writer still batches under load: relay cost per chunk, this sidecar and the baseline taking
+    turns, on one 5,000-chunk stream and on 100 concurrent 300-chunk streams; wall and the sidecar's CPU."""
+    from report import concurrent_streams
+    from run import cpu_seconds
+
+    upstream = Upstream()
+    out: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="llm-sidecar-relay-") as tmp:
+        workdir = Path(tmp)
+        children = {"new": start_sidecar(upstream, workdir, "relay"),
+                    "base": start_baseline(upstream, workdir, baseline)}
+        try:
+            for child in children.values():
+                child.stream("b-openai:n-200", 200)
+            for rnd in range(rounds):
+                for name in ("new", "base") if rnd % 2 == 0 else ("base", "new"):
+                    child = children[name]
+                    wall, cpu = child.stream("b-openai:n-5000", 5000)
+                    out.setdefault(f"{name} single wall", []).append(wall / 5000 * 1e6)
+                    out.setdefault(f"{name} single cpu", []).append((cpu or 0.0) / 5000 * 1e6)
+                    before = cpu_seconds(child.proc.pid) or 0.0
+                    chunks, seconds = concurrent_streams(child, "b-openai:n-300", 100, 300)
+                    used = (cpu_seconds(child.proc.pid) or 0.0) - before
+                    out.setdefault(f"{name} concurrent wall", []).append(seconds / chunks * 1e6)
+                    out.setdefault(f"{name} concurrent cpu", []).append(used / chunks * 1e6)
+        finally:
+            for child in children.values():
+                child.close()
+            upstream.close()
+    return out
+
+
+def relay_report(figures: dict[str, list[float]]) -> str:
+    med = {k: statistics.median(v) for k, v in figures.items()}
+    rounds = len(figures["new single wall"])
+    rows = [
+        "",
+        f"Relay, this sidecar and the baseline taking turns ({rounds} rounds; µs per chunk, medians; CPU is the "
+        "sidecar process's own):",
+        "",
+        "| relay | wall, this | wall, baseline | CPU, this | CPU, baseline |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for kind, what in (("single", "one 5,000-chunk stream"), ("concurrent", "100 concurrent 300-chunk streams")):
+        rows.append(f"| {what} | {med[f'new {kind} wall']:.1f} | {med[f'base {kind} wall']:.1f} "
+                    f"| {med[f'new {kind} cpu']:.1f} | {med[f'base {kind} cpu']:.1f} |")
+    return "\n".join(rows)
+
+
 def report(figures: dict[str, list[float]], rounds: int, seconds: float, load: tuple[float, float],
            baseline: Path | None = None) -> str:
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -192,11 +242,15 @@ def main() -> None:
     ap.add_argument("--write", action="store_true", help="write the figures into bench/README.md")
     ap.add_argument("--baseline", type=Path, help="also time a sidecar run from this checkout (e.g. one made with "
                     "`git worktree add` or `git archive` of an older commit), interleaved with the others")
+    ap.add_argument("--relay-rounds", type=int, default=6, help="with --baseline: relay rounds comparing the "
+                    "two (default 6; 0 skips them)")
     args = ap.parse_args()
     _use_project_venv()
     load_before = os.getloadavg()[0]
     figures, seconds = run(args.rounds, args.baseline)
     section = report(figures, args.rounds, seconds, (load_before, os.getloadavg()[0]), args.baseline)
+    if args.baseline and args.relay_rounds:
+        section += "\n" + relay_report(relay_check(args.relay_rounds, args.baseline))
     print(section)
     if args.write:
         write_readme(section)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import msgspec
 from anyio.abc import TaskGroup, TaskStatus
 
@@ -170,6 +171,8 @@ class RpcServer:
                 while (line := await reader.receive()) is not None:
                     self._answering += 1
                     self.spawn(lambda line=line: self._answer(line))  # type: ignore[misc]
+                    # One line per loop iteration: a burst of lines cannot hold up the streams already running.
+                    await anyio.lowlevel.checkpoint()
                 self._eof = True
                 if self._answering == 0:
                     self.input_closed.set()

@@ -147,11 +147,11 @@ class LineWriter:
     waiting, in which case it waits until the writer catches up. Lines queued while a
     write is in progress go out together in one system call.
 
-    On a pipe or socket the first line of each event-loop iteration is written at once, when
-    nothing is queued before it: a first token must not wait until the task that produced it
-    has also handled whatever else arrived with it. The lines after it in the same iteration
-    are queued and go out together on the writer's next turn, so a busy relay still makes
-    about one system call per iteration.
+    On a pipe or socket, a line that comes after a quiet spell (no line in this event-loop
+    iteration nor the one before) is written at once, when nothing is queued before it: a
+    first token must not wait until the task that produced it has also handled whatever else
+    arrived with it. While lines keep coming, iteration after iteration, they are queued and
+    go out together on the writer's turn, so a busy relay makes one system call for many lines.
     """
 
     def __init__(
@@ -167,8 +167,11 @@ class LineWriter:
         self._space.set()
         self._closed = False
         self._writing = False
-        self._wrote_now = False
-        """a line went out directly in this loop iteration"""
+        self._lines_now = False
+        """a line came in this event-loop iteration"""
+        self._lines_before = False
+        """a line came in the iteration before"""
+        self._ticking = False
         self.broken = False
         self.finished = anyio.Event()
         mode = os.fstat(fd).st_mode
@@ -179,7 +182,12 @@ class LineWriter:
     async def write(self, line: bytes) -> None:
         if self.broken or self._closed:
             return
-        if self._nonblocking and not self._wrote_now and not self._buf and not self._writing:
+        quiet = not (self._lines_now or self._lines_before)
+        self._lines_now = True
+        if not self._ticking:
+            self._ticking = True
+            asyncio.get_running_loop().call_soon(self._tick)
+        if quiet and self._nonblocking and not self._buf and not self._writing:
             line = self._write_now(line)
             if not line:
                 return
@@ -191,10 +199,16 @@ class LineWriter:
                 self._space = anyio.Event()
             await self._space.wait()
 
+    def _tick(self) -> None:
+        """Runs once per event-loop iteration while lines keep coming."""
+        self._lines_before, self._lines_now = self._lines_now, False
+        if self._lines_before:
+            asyncio.get_running_loop().call_soon(self._tick)
+        else:
+            self._ticking = False
+
     def _write_now(self, line: bytes) -> bytes:
         """Write what the pipe takes without waiting; return the rest."""
-        self._wrote_now = True
-        asyncio.get_running_loop().call_soon(self._next_iteration)
         try:
             return line[os.write(self._fd, line) :]
         except BlockingIOError:
@@ -202,9 +216,6 @@ class LineWriter:
         except OSError:
             self._broke()
             return b""
-
-    def _next_iteration(self) -> None:
-        self._wrote_now = False
 
     def close(self) -> None:
         """No more lines; ``run`` returns once the queued ones are written."""
