@@ -10,16 +10,22 @@ Every subject is a child process over real pipes, timed from writing one request
   (``readline`` + one ``os.write``): the cost of the pipes and two processes taking turns;
 - *asyncio floor*: the same answer from a stdin reader thread handing each line to an asyncio loop
   (``call_soon_threadsafe``) that writes it back: the least any event-loop server over pipes pays;
-- *sidecar ``sidecar_info``*: request to response, the RPC path alone;
+- *sidecar ``get_active_provider``*: request to response, the RPC path alone (and ``sidecar_info``,
+  which also asks the keychain backend in a worker thread);
 - *sidecar ``mock:echo``*: ``llm_stream_text`` to the first ``text_delta`` (no network);
 - *sidecar, loopback upstream*: ``llm_stream_text`` to the first ``text_delta`` of a 5-chunk
   openai stream from bench/protocol_upstream.py, and *direct httpx*: an ``httpx.Client`` in this
-  process to the first content ``data:`` line of the same stream (report.py's first-token pair).
+  process to the first content ``data:`` line of the same stream (report.py's first-token pair),
+  and the same with an ``httpx.AsyncClient`` on an asyncio loop in this process.
+
+With ``--baseline DIR`` (a checkout of another commit) a second sidecar runs that code and takes its
+turns too, and a relay comparison follows (one long stream, 100 concurrent streams; wall and CPU).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import os
 import statistics
@@ -28,6 +34,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -82,13 +89,30 @@ def rpc_roundtrip(child: Child, method: str) -> float:
     raise RuntimeError("unreachable")
 
 
+async def direct_async_ttft(client: Any, url: str, chunks: int) -> float:
+    """report.py's ``direct_ttft`` with an ``httpx.AsyncClient`` on asyncio, as the sidecar makes the call."""
+    first = None
+    started = time.perf_counter()
+    async with client.stream("POST", url, json={"model": f"n-{chunks}", "stream": True,
+                                                "messages": [{"role": "user", "content": "go"}]}) as response:
+        async for line in response.aiter_lines():
+            if first is None and line.startswith("data: ") and '"content"' in line:
+                first = time.perf_counter() - started
+    if first is None:
+        raise RuntimeError("direct async: no content chunk")
+    return first
+
+
 LABELS = {
     "echo": "echo floor: bare Python, `readline` + `os.write`",
     "asyncio": "asyncio floor: reader thread → `call_soon_threadsafe` → loop → `os.write`",
-    "info": "sidecar: `sidecar_info`, request to response",
+    "active": "sidecar: `get_active_provider` (answered from memory), request to response",
+    "info": "sidecar: `sidecar_info` (asks the keychain backend in a worker thread), request to response",
     "mock": "sidecar: `mock:echo`, `llm_stream_text` to first `text_delta`",
     "direct": "direct `httpx.Client.stream` to the loopback upstream, first content `data:` line",
+    "direct-async": "direct `httpx.AsyncClient.stream` on asyncio, same request, same line",
     "upstream": "sidecar: loopback openai upstream, `llm_stream_text` to first `text_delta`",
+    "active-base": "baseline sidecar: `get_active_provider`",
     "info-base": "baseline sidecar: `sidecar_info`",
     "mock-base": "baseline sidecar: `mock:echo` to first `text_delta`",
     "upstream-base": "baseline sidecar: loopback openai upstream to first `text_delta`",
@@ -105,10 +129,9 @@ def start_baseline(upstream: Upstream, workdir: Path, source: Path) -> Child:
     return child
 
 
-def run(rounds: int, baseline: Path | None) -> tuple[dict[str, list[float]], float]:
+def run(rounds: int, baseline: Path | None) -> dict[str, list[float]]:
     import httpx
 
-    started = time.perf_counter()
     upstream = Upstream()
     with tempfile.TemporaryDirectory(prefix="llm-sidecar-ttft-") as tmp:
         workdir = Path(tmp)
@@ -118,16 +141,21 @@ def run(rounds: int, baseline: Path | None) -> tuple[dict[str, list[float]], flo
         sidecar = start_sidecar(upstream, workdir, "ttft")
         base = start_baseline(upstream, workdir, baseline) if baseline else None
         client = httpx.Client(timeout=30.0)
+        aloop = asyncio.new_event_loop()
+        aclient = httpx.AsyncClient(timeout=30.0)
         url = upstream.root + "/v1/chat/completions"
         subjects: dict[str, Callable[[], float]] = {
             "echo": lambda: rpc_roundtrip(echo, "sidecar_info"),
             "asyncio": lambda: rpc_roundtrip(loop, "sidecar_info"),
+            "active": lambda: rpc_roundtrip(sidecar, "get_active_provider"),
             "info": lambda: rpc_roundtrip(sidecar, "sidecar_info"),
             "mock": lambda: sidecar_ttft(sidecar, "mock:echo", 0),
             "direct": lambda: direct_ttft(client, url, 5),
+            "direct-async": lambda: aloop.run_until_complete(direct_async_ttft(aclient, url, 5)),
             "upstream": lambda: sidecar_ttft(sidecar, "b-openai:n-5", 5),
         }
         if base is not None:
+            subjects["active-base"] = lambda: rpc_roundtrip(base, "get_active_provider")
             subjects["info-base"] = lambda: rpc_roundtrip(base, "sidecar_info")
             subjects["mock-base"] = lambda: sidecar_ttft(base, "mock:echo", 0)
             subjects["upstream-base"] = lambda: sidecar_ttft(base, "b-openai:n-5", 5)
@@ -142,11 +170,13 @@ def run(rounds: int, baseline: Path | None) -> tuple[dict[str, list[float]], flo
                     out[key].append(subjects[key]() * 1000)
         finally:
             client.close()
+            aloop.run_until_complete(aclient.aclose())
+            aloop.close()
             for child in (echo, loop, sidecar, base):
                 if child is not None:
                     child.close()
             upstream.close()
-    return out, time.perf_counter() - started
+    return out
 
 
 def relay_check(rounds: int, baseline: Path) -> dict[str, list[float]]:
@@ -218,12 +248,13 @@ def report(figures: dict[str, list[float]], rounds: int, seconds: float, load: t
         "",
         f"Sidecar overhead on the first token over the direct call: **{med['upstream'] - med['direct']:+.2f} ms** "
         f"(difference of the medians; median of the per-round differences {statistics.median(diffs):+.2f} ms). "
-        f"The RPC path alone (`sidecar_info`) is {med['info'] - med['asyncio']:+.2f} ms over the asyncio floor "
-        f"and {med['info'] - med['echo']:+.2f} ms over the echo floor.",
+        f"The RPC path alone (`get_active_provider`) is {med['active'] - med['asyncio']:+.2f} ms over the asyncio "
+        f"floor and {med['active'] - med['echo']:+.2f} ms over the echo floor. The same request through "
+        f"`httpx.AsyncClient` takes {med['direct-async'] - med['direct']:+.2f} ms more than through `httpx.Client`.",
     ]
     if "upstream-base" in figures:
         out[-1] += (f" Baseline sidecar: {med['upstream-base'] - med['direct']:+.2f} ms on the first token, "
-                    f"{med['info-base'] - med['asyncio']:+.2f} ms on `sidecar_info` over the asyncio floor.")
+                    f"{med['active-base'] - med['asyncio']:+.2f} ms on `get_active_provider` over the asyncio floor.")
     return "\n".join(out)
 
 
@@ -247,10 +278,13 @@ def main() -> None:
     args = ap.parse_args()
     _use_project_venv()
     load_before = os.getloadavg()[0]
-    figures, seconds = run(args.rounds, args.baseline)
-    section = report(figures, args.rounds, seconds, (load_before, os.getloadavg()[0]), args.baseline)
-    if args.baseline and args.relay_rounds:
-        section += "\n" + relay_report(relay_check(args.relay_rounds, args.baseline))
+    started = time.perf_counter()
+    figures = run(args.rounds, args.baseline)
+    relay = relay_check(args.relay_rounds, args.baseline) if args.baseline and args.relay_rounds else None
+    section = report(figures, args.rounds, time.perf_counter() - started, (load_before, os.getloadavg()[0]),
+                     args.baseline)
+    if relay:
+        section += "\n" + relay_report(relay)
     print(section)
     if args.write:
         write_readme(section)
