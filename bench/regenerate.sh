@@ -11,3 +11,4 @@ PY=.venv/bin/python
 "$PY" -m sidecar build-binary --output dist
 "$PY" bench/binary.py --write
 "$PY" bench/report.py --write
+"$PY" bench/first_token.py --write
