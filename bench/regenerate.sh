@@ -12,3 +12,4 @@ PY=.venv/bin/python
 "$PY" bench/binary.py --write
 "$PY" bench/report.py --write
 "$PY" bench/proxy_latency.py --write
+"$PY" bench/first_token.py --write

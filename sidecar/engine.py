@@ -540,8 +540,10 @@ class Engine:
                 async with self.http().stream(
                     request.method, request.url, headers=request.headers, timeout=httpx.Timeout(timeout)
                 ) as response:
-                    status = response.status_code
-                    if status >= 400:
+                    status, location = response.status_code, response.headers.get("location", "")
+                    if 300 <= status < 400:
+                        body = b""  # never followed: it could carry the key to another host
+                    elif status >= 400:
                         body = await _read_limited(response)
                     else:
                         body = await read_body(response.aiter_bytes(), self.read_limits.max_body_bytes,
@@ -551,6 +553,8 @@ class Engine:
                                provider=provider.id) from None
         except httpx.HTTPError as exc:
             raise _network_error(exc, provider) from None
+        if 300 <= status < 400:
+            raise _redirect_error(status, location, provider)
         if status >= 400:
             err = protocol.map_http_error(status, body, provider.id)
             err.info.message = redact(err.info.message, key)
@@ -711,6 +715,28 @@ def _network_error(exc: Exception, provider: Provider) -> SidecarError:
     else:
         what = f"network error talking to {host} ({type(exc).__name__})"
     return SidecarError("network_error", f"{provider.id}: {what}", provider=provider.id)
+
+
+def _redirect_error(status: int, location: str, provider: Provider) -> SidecarError:
+    """A redirect is never followed (the key would go wherever ``Location`` says): the base URL needs fixing."""
+    import re
+    from urllib.parse import urlsplit
+
+    host = provider.base_url.split("://", 1)[-1].split("/", 1)[0]
+    try:
+        target = urlsplit(location.strip()).hostname or ""
+    except ValueError:
+        target = ""
+    if target and re.fullmatch(r"[A-Za-z0-9._:-]{1,253}", target):
+        where = f"to {target}"
+    else:
+        where = "to another host" if target else "on the same host" if location.strip() else "without a Location"
+    return SidecarError(
+        "invalid_request",
+        f"{provider.id}: {host} answered {status}, a redirect {where}; redirects are not followed, so that a key "
+        "goes only to the base URL: set the base URL to the address the server redirects to (check http or "
+        "https and the path)",
+        provider=provider.id, status=status)
 
 
 class _Collector:
