@@ -416,6 +416,8 @@ class Engine:
                         log.info("upstream answer", extra={"fields": {
                             "provider": provider.id, "status": response.status_code,
                             "content_type": response.headers.get("content-type", "")}})
+                    if 300 <= response.status_code < 400:
+                        raise _redirect_error(response.status_code, response.headers.get("location", ""), provider)
                     if response.status_code >= 400:
                         body = await _read_limited(response)
                         err = protocol.map_http_error(response.status_code, body, provider.id)
