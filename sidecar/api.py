@@ -131,14 +131,14 @@ class Api:
         except BaseException:
             self.engine.release(stream_id)
             raise
-        sink = EventSink(stream_id, ctx.server.notify)
-        ctx.spawn(lambda: self.engine.run_stream(prepared, sink, scope, ctx.responded))
+        sink = EventSink(stream_id, ctx.server.notify, after=ctx.responded)
+        ctx.spawn(lambda: self.engine.run_stream(prepared, sink, scope))
         return StreamStarted(stream_id=stream_id)
 
     async def llm_chat_loop_start(self, ctx: RequestContext, params: ChatLoopParams) -> ChatLoopStarted:
         loop = await self.loops.open(params)
-        sink = EventSink(loop.stream_id, ctx.server.notify)
-        ctx.spawn(lambda: self.loops.run(loop, sink, ctx.responded, ctx.server.input_closed))
+        sink = EventSink(loop.stream_id, ctx.server.notify, after=ctx.responded)
+        ctx.spawn(lambda: self.loops.run(loop, sink, ctx.server.input_closed))
         return ChatLoopStarted(loop_id=loop.loop_id, stream_id=loop.stream_id)
 
     async def llm_submit_tool_results(

@@ -112,20 +112,30 @@ class Outcome:
 
 
 class EventSink:
-    """Numbers a stream's events and stops after the terminal one."""
+    """Numbers a stream's events and stops after the terminal one.
 
-    __slots__ = ("closed", "method", "notify", "seq", "stream_id")
+    With ``after``, the first event waits for it (the response that started the stream is out), so the
+    work behind the stream, e.g. connecting upstream, starts at once and overlaps the response.
+    """
 
-    def __init__(self, stream_id: str, notify: Callable[[str, Any], Awaitable[None]]) -> None:
+    __slots__ = ("after", "closed", "method", "notify", "seq", "stream_id")
+
+    def __init__(self, stream_id: str, notify: Callable[[str, Any], Awaitable[None]],
+                 after: anyio.Event | None = None) -> None:
         self.stream_id = stream_id
         self.method = f"llm-stream-{stream_id}"
         self.notify = notify
+        self.after = after
         self.seq = 0
         self.closed = False
 
     async def emit(self, event: Event) -> None:
         if self.closed:
             return
+        if self.after is not None:
+            with anyio.CancelScope(shield=isinstance(event, TERMINAL_EVENTS)):
+                await self.after.wait()
+            self.after = None
         event.stream_id = self.stream_id
         event.seq = self.seq
         self.seq += 1
@@ -248,14 +258,11 @@ class Engine:
         scope.cancel()
         return True
 
-    async def run_stream(
-        self, prepared: Prepared, sink: EventSink, scope: anyio.CancelScope, go: anyio.Event
-    ) -> None:
-        """Stream (in the reserved ``scope``) once ``go`` is set; always ends with exactly one terminal event."""
+    async def run_stream(self, prepared: Prepared, sink: EventSink, scope: anyio.CancelScope) -> None:
+        """Stream in the reserved ``scope``; always ends with exactly one terminal event."""
         terminal: Event | None = None
         try:
             with scope:
-                await go.wait()
                 terminal = await self.stream(prepared, sink.emit, stream_id=sink.stream_id)
         except SidecarError as exc:
             terminal = ErrorEvent(error=exc.info)

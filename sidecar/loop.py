@@ -115,13 +115,12 @@ class LoopManager:
         self._loops[loop.loop_id] = loop
         return loop
 
-    async def run(self, loop: Loop, sink: EventSink, go: anyio.Event, input_closed: anyio.Event) -> None:
-        """Run the loop once ``go`` is set (the start response is out); always ends with exactly
-        one terminal event, on abort and shutdown too."""
+    async def run(self, loop: Loop, sink: EventSink, input_closed: anyio.Event) -> None:
+        """Run the loop (its events wait for the start response, see EventSink); always ends with
+        exactly one terminal event, on abort and shutdown too."""
         terminal: Event | None = None
         try:
             with loop.scope:
-                await go.wait()
                 terminal = await self._steps(loop, sink.emit, input_closed)
         except SidecarError as exc:
             terminal = ErrorEvent(error=exc.info)
