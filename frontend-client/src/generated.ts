@@ -215,6 +215,7 @@ export interface Usage {
   reasoning_tokens?: number;
   cached_input_tokens?: number;
   cache_creation_tokens?: number;
+  estimated?: boolean;
 }
 export interface ConfigureChatWorkspaceParams {
   meilisearch_url: string;
@@ -580,6 +581,7 @@ export interface UsageEvent {
   reasoning_tokens?: number;
   cached_input_tokens?: number;
   cache_creation_tokens?: number;
+  estimated?: boolean;
   stream_id: string;
   seq: number;
 }
@@ -653,6 +655,7 @@ export interface UsageGroup {
   reasoning_tokens: number;
   cached_input_tokens: number;
   cost_usd: number;
+  estimated_requests: number;
   avg_latency_ms?: number;
   avg_ttft_ms?: number;
 }
