@@ -307,3 +307,28 @@ def test_a_real_llama_cpp_python_stream_gets_counted_usage(llama_cpp_python: str
             ("llcp", usage["input_tokens"], usage["output_tokens"], 1)]
     finally:
         db.close()
+
+
+def test_a_tool_loop_with_one_counted_step_sums_to_a_counted_total(sidecar: Sidecar, upstream: Upstream) -> None:
+    """Step 1 (a tool call) reports usage, step 2 does not: the loop's ``done`` adds them and is marked."""
+    call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "clock", "arguments": "{}"}}
+    step1 = [{"id": "c1", "object": "chat.completion.chunk", "model": "m",
+              "choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}]},
+             chunk(finish="tool_calls"), chunk(usage={"prompt_tokens": 40, "completion_tokens": 7})]
+    replies = iter([sse(step1), sse([chunk("It is noon."), chunk(finish="stop")])])
+
+    register_upstream(sidecar, upstream)
+    upstream.replies["/v1/chat/completions"] = Reply(chunks=next(replies))
+    sid = "loop-usage"
+    sidecar.call("llm_chat_loop_start", {
+        "model": "local:loop", "messages": [{"role": "user", "content": "What time is it?"}], "stream_id": sid,
+        "tools": [{"name": "clock", "parameters": {"type": "object", "properties": {}}}]})
+    asked = sidecar.wait_for(lambda m: m.get("method") == f"llm-stream-{sid}"
+                             and m["params"]["type"] in ("tool_calls_requested", "done", "error"))["params"]
+    assert asked["type"] == "tool_calls_requested", asked
+    upstream.replies["/v1/chat/completions"] = Reply(chunks=next(replies))
+    sidecar.call("llm_submit_tool_results", {"loop_id": asked["loop_id"], "results": [
+        {"tool_call_id": "call_1", "content": "12:00"}]})
+    events = sidecar.wait_stream_end(sid)
+    usage = done_of(events)["usage"]
+    assert usage["estimated"] is True and usage["input_tokens"] > 40 and usage["output_tokens"] > 7, usage
