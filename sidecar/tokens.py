@@ -130,8 +130,11 @@ class OutputTally:
         self.kept = 0
 
     def add(self, event: Event) -> None:
-        if isinstance(event, TextDeltaEvent):
-            self._keep(self.parts, event.text)
+        if isinstance(event, TextDeltaEvent):  # the common case, inline: this runs for every event
+            self.chars += len(event.text)
+            if self.kept < MAX_COUNTED_CHARS:
+                self.parts.append(event.text)
+                self.kept += len(event.text)
         elif isinstance(event, ReasoningDeltaEvent):
             self.reasoning_chars += len(event.text)
             self._keep(self.reasoning, event.text)
