@@ -238,8 +238,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def llama_cpp_python() -> Iterator[str]:
-    """A real ``llama_cpp.server`` on 127.0.0.1 with SmolLM2-135M; its base URL (``.../v1``)."""
+def llama_cpp_python(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A real ``llama_cpp.server`` on 127.0.0.1 with SmolLM2-135M: its base URL (``.../v1``) and its log."""
     missing = []
     try:
         import llama_cpp.server  # noqa: F401
@@ -253,17 +253,19 @@ def llama_cpp_python() -> Iterator[str]:
             pytest.fail("; ".join(missing))
         pytest.skip("; ".join(missing))
     port = _free_port()
+    log = tmp_path_factory.mktemp("llama-cpp-python") / "server.log"  # a file: its ~200 KB would fill a pipe
+    out = log.open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
          "--n_ctx", "512", "--n_threads", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=out, stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + 120
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+                raise RuntimeError(f"llama_cpp.server exited: {log.read_text(errors='replace')[-2000:]}")
             try:
                 if httpx.get(f"{base}/models", timeout=2).status_code == 200:
                     break
@@ -272,7 +274,7 @@ def llama_cpp_python() -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise RuntimeError("llama_cpp.server did not answer within 120 s")
             time.sleep(0.2)
-        yield base
+        yield base, log
     finally:
         proc.terminate()
         try:
@@ -280,12 +282,14 @@ def llama_cpp_python() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        out.close()
 
 
-def test_a_real_llama_cpp_python_stream_gets_counted_usage(llama_cpp_python: str, sidecar: Sidecar,
+def test_a_real_llama_cpp_python_stream_gets_counted_usage(llama_cpp_python: tuple[str, Path], sidecar: Sidecar,
                                                             data_dir: Path) -> None:
+    base, log = llama_cpp_python
     sidecar.call("llm_register_custom_provider", {"id": "llcp", "name": "llama-cpp-python", "protocol": "openai",
-                                                  "base_url": llama_cpp_python, "requires_api_key": False})
+                                                  "base_url": base, "requires_api_key": False})
     ask = {"messages": MESSAGES, "max_tokens": 12, "temperature": 0, "seed": 1}
     events = sidecar.stream({"model": "llcp:smollm2", **ask}, timeout=120)
     usage = done_of(events)["usage"]
@@ -293,9 +297,14 @@ def test_a_real_llama_cpp_python_stream_gets_counted_usage(llama_cpp_python: str
     assert answer and usage["estimated"] is True and usage["input_tokens"] > 0 and usage["output_tokens"] > 0
 
     # the same request not streamed: the server reports its own counts; the sidecar's are near them
-    reported = httpx.post(f"{llama_cpp_python}/chat/completions", json={"model": "smollm2", **ask},
+    reported = httpx.post(f"{base}/chat/completions", json={"model": "smollm2", **ask},
                           timeout=120).json()
     assert reported["choices"][0]["message"]["content"] == answer  # temperature 0: the same answer
+    # counted by the server's tokenizer (its access log shows the sidecar asking), close to its own counts
+    # (seen: exactly equal with llama-cpp-python 0.3.36); the answer re-tokenized: exactly the server's count
+    assert '"POST /extras/tokenize HTTP/1.1" 200' in log.read_text(errors="replace")
+    tokenized = httpx.post(f"{base.removesuffix('/v1')}/extras/tokenize", json={"input": answer}).json()["tokens"]
+    assert usage["output_tokens"] == len(tokenized)
     assert abs(usage["output_tokens"] - reported["usage"]["completion_tokens"]) <= 2, (usage, reported["usage"])
     assert abs(usage["input_tokens"] - reported["usage"]["prompt_tokens"]) <= 4, (usage, reported["usage"])
 
