@@ -462,7 +462,8 @@ class Engine:
             tally.add(event)
             await emit(event)
         usage = decoder.usage
-        if usage is None:  # the upstream reported none (llama-cpp-python when streaming): count it
+        if usage is None or not (usage.input_tokens or usage.output_tokens):
+            # none reported (llama-cpp-python when streaming), or zeros, which no real prompt has: count it
             auth = protocol.models_request(provider, target.api_key).headers
             usage = await self.tokens.usage(self.http(), provider, target.params, tally, auth)
         await emit(UsageEvent(**msgspec.structs.asdict(usage)))

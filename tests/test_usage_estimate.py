@@ -176,6 +176,14 @@ def test_reported_usage_is_passed_on_unchanged_and_not_marked(sidecar: Sidecar, 
     assert sidecar.call("get_usage_stats", {})["total"]["estimated_requests"] == 0
 
 
+def test_reported_zeros_are_counted_like_no_usage(sidecar: Sidecar, upstream: Upstream) -> None:
+    zeros = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    upstream.replies["zeros"] = Reply(chunks=sse([chunk("Hello there"), chunk(finish="stop"), chunk(usage=zeros)]))
+    register_upstream(sidecar, upstream)
+    usage = done_of(sidecar.stream({"model": "local:zeros", "messages": MESSAGES}))["usage"]
+    assert usage["estimated"] is True and usage["input_tokens"] > 0 and usage["output_tokens"] > 0, usage
+
+
 def test_the_mock_reports_its_usage_unmarked(sidecar: Sidecar) -> None:
     events = sidecar.stream({"model": "mock:echo", "messages": [{"role": "user", "content": "hello there"}]})
     usage = done_of(events)["usage"]
