@@ -139,10 +139,10 @@ def test_without_a_tokenizer_the_count_is_estimated_from_the_text(sidecar: Sidec
     assert 36 <= usage["output_tokens"] <= 60, usage
     # the prompt's 43 characters (9-15 tokens) and a chat template's few tokens per message
     assert 12 <= usage["input_tokens"] <= 40, usage
-    asked = [s.path for s in upstream.seen if s.path != "/v1/chat/completions"]
+    asked = [s.path for s in upstream.tokenizer_seen]
     assert asked == ["/tokenize", "/extras/tokenize"]  # both refused (404): no tokenizer
     sidecar.stream({"model": "local:plain", "messages": MESSAGES})
-    assert [s.path for s in upstream.seen if s.path != "/v1/chat/completions"] == asked  # not asked again
+    assert [s.path for s in upstream.tokenizer_seen] == asked  # not asked again
     total = sidecar.call("get_usage_stats", {})["total"]
     assert total["estimated_requests"] == 2
 
@@ -172,7 +172,7 @@ def test_reported_usage_is_passed_on_unchanged_and_not_marked(sidecar: Sidecar, 
     events = sidecar.stream({"model": "local:counted", "messages": MESSAGES})
     assert done_of(events)["usage"] == {"input_tokens": 17, "output_tokens": 2}
     assert "estimated" not in usage_event(events)
-    assert [s.path for s in upstream.seen] == ["/v1/chat/completions"]  # no tokenizer asked
+    assert [s.path for s in upstream.seen] == ["/v1/chat/completions"] and upstream.tokenizer_seen == []
     assert sidecar.call("get_usage_stats", {})["total"]["estimated_requests"] == 0
 
 
