@@ -24,6 +24,11 @@ fi
 
 scripts/setup.sh --dev
 export PATH="$PWD/.venv/bin:$PATH"
+# A real llama-cpp-python server and a small real model (SmolLM2-135M, ~100 MB, fetched once into
+# ~/.cache/llm-sidecar-test) for the usage tests (tests/test_usage_estimate.py).
+python -m pip install --quiet --disable-pip-version-check -e ".[local-model]"
+LLM_SIDECAR_TEST_GGUF=$(scripts/test-model.sh .venv/bin/python)
+export LLM_SIDECAR_TEST_GGUF
 # The TypeScript client's packages first: the binary test drives the built binary through its Node transport.
 if [ -f frontend-client/package.json ]; then
   (cd frontend-client && npm ci --no-audit --no-fund)

@@ -29,6 +29,7 @@ from .protocols import WireProtocol, get_protocol
 from .protocols import mock as mock_protocol
 from .providers import Model, Provider, Registry, split_model
 from .settings import SettingsStore
+from .tokens import OutputTally, TokenCounter
 from .types import (
     TERMINAL_EVENTS,
     CompleteChatResult,
@@ -160,6 +161,8 @@ class Engine:
         self._health: Health | None = None
         self.observers: list[Callable[[Outcome], None]] = []
         """called with every finished request; must be quick and must not raise"""
+        self.tokens = TokenCounter()
+        """counts usage an upstream did not report"""
 
     @property
     def health(self) -> Health:
@@ -402,6 +405,7 @@ class Engine:
         protocol = self._protocol(provider)
         request = protocol.encode_request(target.params, provider, target.model, target.api_key)
         decoder = protocol.decoder_for(provider.id, target.params)
+        tally = OutputTally()
         import httpx
 
         emit = run.emit
@@ -443,10 +447,12 @@ class Engine:
                             if decoder.complete:
                                 continue  # read to the end of the body so the connection is reused
                             for event in decoder.feed(name, data):
+                                tally.add(event)
                                 await emit(event)
                     for name, data in reader.end():
                         if not decoder.complete:
                             for event in decoder.feed(name, data):
+                                tally.add(event)
                                 await emit(event)
         except SidecarError as exc:
             exc.info.message = redact(exc.info.message, target.api_key)
@@ -467,10 +473,15 @@ class Engine:
                 provider=provider.id,
             )
         for event in decoder.end():
+            tally.add(event)
             await emit(event)
-        if decoder.usage is not None:
-            await emit(UsageEvent(**msgspec.structs.asdict(decoder.usage)))
-        return run.done(decoder.finish_reason or "other", decoder.usage or Usage(), target)
+        usage = decoder.usage
+        if usage is None or not (usage.input_tokens or usage.output_tokens):
+            # none reported (llama-cpp-python when streaming), or zeros, which no real prompt has: count it
+            auth = protocol.models_request(provider, target.api_key).headers
+            usage = await self.tokens.usage(self.http(), provider, target.params, tally, auth)
+        await emit(UsageEvent(**msgspec.structs.asdict(usage)))
+        return run.done(decoder.finish_reason or "other", usage, target)
 
     async def complete(self, prepared: Prepared) -> CompleteChatResult:
         """The same stream, collected into one result."""

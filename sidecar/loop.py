@@ -279,6 +279,8 @@ def _add_usage(total: Usage, step: Usage) -> None:
         if isinstance(value, int):
             before = getattr(total, name)
             setattr(total, name, (before if isinstance(before, int) else 0) + value)
+    if step.estimated is True:  # one counted step makes the sum a count too
+        total.estimated = True
 
 
 def _tool_call_ids(messages: list[Message]) -> set[str]:

@@ -139,6 +139,9 @@ class Usage(Wire):
     reasoning_tokens: int | UnsetType = UNSET
     cached_input_tokens: int | UnsetType = UNSET
     cache_creation_tokens: int | UnsetType = UNSET
+    estimated: bool | UnsetType = UNSET
+    """true: the upstream reported no usage, so the sidecar counted the text it sent and received (with the
+    server's tokenizer where it has one, else from the characters); absent when the upstream reported it"""
 
 
 ErrorCode = Literal[
@@ -455,6 +458,8 @@ class UsageGroup(Wire):
     cached_input_tokens: int
     cost_usd: float
     """estimated from the catalog's prices; 0 for models without one"""
+    estimated_requests: int = 0
+    """requests whose token counts the sidecar counted itself (``usage.estimated``: the upstream reported none)"""
     avg_latency_ms: float | UnsetType = UNSET
     avg_ttft_ms: float | UnsetType = UNSET
 
@@ -656,6 +661,8 @@ class UsageEvent(Event, tag="usage"):
     reasoning_tokens: int | UnsetType = UNSET
     cached_input_tokens: int | UnsetType = UNSET
     cache_creation_tokens: int | UnsetType = UNSET
+    estimated: bool | UnsetType = UNSET
+    """as in ``Usage``: counted by the sidecar because the upstream reported none"""
 
 
 class RetryEvent(Event, tag="retry"):

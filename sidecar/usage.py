@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("sidecar.usage")
 
 FILE_NAME = "usage.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: the first table; 2: ``estimated`` added (by ALTER TABLE in databases of version 1)"""
 BUSY_TIMEOUT = 0.5
 """seconds a write waits for another process holding the database (two sidecars on one data dir)"""
 CHECKPOINT_EVERY = 256
@@ -72,21 +73,22 @@ CREATE TABLE IF NOT EXISTS requests (
     finish_reason TEXT,
     error TEXT,                         -- error code; NULL when it ended with done
     retries INTEGER NOT NULL,
-    cost_usd REAL NOT NULL              -- estimated with the prices of the day
+    cost_usd REAL NOT NULL,             -- estimated with the prices of the day
+    estimated INTEGER NOT NULL DEFAULT 0  -- 1: the upstream reported no usage; the sidecar counted it
 );
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 """
 
 _INSERT = (
     "INSERT INTO requests (ts, kind, provider, model, stream_id, latency_ms, ttft_ms, input_tokens, output_tokens,"
-    " reasoning_tokens, cached_input_tokens, cache_creation_tokens, finish_reason, error, retries, cost_usd)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " reasoning_tokens, cached_input_tokens, cache_creation_tokens, finish_reason, error, retries, cost_usd,"
+    " estimated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 _AGGREGATES = (
     "COUNT(*), COALESCE(SUM(error IS NOT NULL), 0), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0),"
     " COALESCE(SUM(reasoning_tokens), 0), COALESCE(SUM(cached_input_tokens), 0), COALESCE(SUM(cost_usd), 0),"
-    " AVG(latency_ms), AVG(ttft_ms)"
+    " AVG(latency_ms), AVG(ttft_ms), COALESCE(SUM(estimated), 0)"
 )
 
 _GROUP_KEYS = {"provider": "provider", "model": "model", "day": "date(ts, 'unixepoch')"}
@@ -211,12 +213,13 @@ class UsageStore:
         reasoning = u.reasoning_tokens if u and u.reasoning_tokens is not UNSET else 0
         cached = u.cached_input_tokens if u and u.cached_input_tokens is not UNSET else 0
         created = u.cache_creation_tokens if u and u.cache_creation_tokens is not UNSET else 0
+        estimated = 1 if u and u.estimated is True else 0
         prefix = f"{o.provider}:"
         model_id = o.model[len(prefix):] if o.model.startswith(prefix) else o.model
         cost = estimate_cost(self._price(o.provider, model_id), inp, out, cached) if inp or out else 0.0
         return (
             o.started_at, o.kind, o.provider, o.model, o.stream_id, _finite(o.latency_ms), _finite(o.ttft_ms),
-            inp, out, reasoning, cached, created, o.finish_reason, o.error, o.retries, cost,
+            inp, out, reasoning, cached, created, o.finish_reason, o.error, o.retries, cost, estimated,
         )
 
     def _checkpoint(self) -> None:
@@ -308,14 +311,17 @@ class UsageStore:
             db.execute("BEGIN")  # one snapshot for the total and the groups
             if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'requests'").fetchone():
                 return None
-            if db.execute("PRAGMA user_version").fetchone()[0] > SCHEMA_VERSION:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
                 raise _Unusable("written by a newer version of the sidecar")
+            # a version-1 file not yet opened for writing (which adds the column) has no estimated records
+            aggregates = _AGGREGATES if version >= 2 else _AGGREGATES.replace("SUM(estimated)", "SUM(0)")
             where = " WHERE ts >= ?"
-            total = db.execute(f"SELECT {_AGGREGATES} FROM requests{where}", (since,)).fetchone()
+            total = db.execute(f"SELECT {aggregates} FROM requests{where}", (since,)).fetchone()
             groups: list[UsageGroup] = []
             if group_by is not None:
                 key = _GROUP_KEYS[group_by]
-                sql = f"SELECT {key} AS k, {_AGGREGATES} FROM requests{where} GROUP BY k ORDER BY k"
+                sql = f"SELECT {key} AS k, {aggregates} FROM requests{where} GROUP BY k ORDER BY k"
                 groups = [_group(str(r[0]), r[1:]) for r in db.execute(sql, (since,))]
             db.execute("COMMIT")
             return UsageStats(total=_group("total", total), groups=groups)
@@ -339,7 +345,10 @@ def _prepare(db: sqlite3.Connection) -> None:
     if version > SCHEMA_VERSION:
         raise _Unusable(f"schema version {version} is newer than this sidecar's {SCHEMA_VERSION}")
     if version < SCHEMA_VERSION:
-        db.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        migrate = ""
+        if version == 1 and "estimated" not in {r[1] for r in db.execute("PRAGMA table_info(requests)")}:
+            migrate = "ALTER TABLE requests ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0;"
+        db.executescript(f"BEGIN; {_SCHEMA} {migrate} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
 
 
 def _unusable(exc: Exception) -> bool:
@@ -354,7 +363,7 @@ def _group(key: str, row: tuple[Any, ...] | None) -> UsageGroup:
     if row is None:
         return UsageGroup(key=key, requests=0, errors=0, input_tokens=0, output_tokens=0, reasoning_tokens=0,
                           cached_input_tokens=0, cost_usd=0.0)
-    requests, errors, inp, out, reasoning, cached, cost, latency, ttft = row
+    requests, errors, inp, out, reasoning, cached, cost, latency, ttft, estimated = row
     return UsageGroup(
         key=key,
         requests=requests,
@@ -364,6 +373,7 @@ def _group(key: str, row: tuple[Any, ...] | None) -> UsageGroup:
         reasoning_tokens=reasoning,
         cached_input_tokens=cached,
         cost_usd=round(cost, 9),
+        estimated_requests=estimated,
         avg_latency_ms=UNSET if latency is None else round(latency, 3),
         avg_ttft_ms=UNSET if ttft is None else round(ttft, 3),
     )

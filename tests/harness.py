@@ -202,6 +202,9 @@ class Upstream:
         self.default = Reply(status=404, chunks=[b'{"error":{"message":"no reply planned"}}'],
                              headers={"content-type": "application/json"})
         self.seen: list[Seen] = []
+        self.tokenizer_seen: list[Seen] = []
+        """requests to a tokenizer path (``/tokenize``, ``/extras/tokenize``), kept out of ``seen``: the sidecar
+        asks a local server that reported no usage whether it can count tokens (sidecar/tokens.py)"""
         self.connections = 0
         upstream = self
 
@@ -223,7 +226,8 @@ class Upstream:
                 except ValueError:
                     body = raw
                 seen = Seen(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-                upstream.seen.append(seen)
+                tokenizer = self.path in ("/tokenize", "/extras/tokenize")
+                (upstream.tokenizer_seen if tokenizer else upstream.seen).append(seen)
                 key = body.get("model") if isinstance(body, dict) else None
                 reply = upstream.replies.get(key or "") or upstream.replies.get(self.path) or upstream.default
                 try:

@@ -217,6 +217,7 @@ export interface Usage {
   reasoning_tokens?: number;
   cached_input_tokens?: number;
   cache_creation_tokens?: number;
+  estimated?: boolean;
 }
 export interface ConfigureChatWorkspaceParams {
   meilisearch_url: string;
@@ -589,6 +590,7 @@ export interface UsageEvent {
   reasoning_tokens?: number;
   cached_input_tokens?: number;
   cache_creation_tokens?: number;
+  estimated?: boolean;
   stream_id: string;
   seq: number;
 }
@@ -662,6 +664,7 @@ export interface UsageGroup {
   reasoning_tokens: number;
   cached_input_tokens: number;
   cost_usd: number;
+  estimated_requests: number;
   avg_latency_ms?: number;
   avg_ttft_ms?: number;
 }
