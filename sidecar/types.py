@@ -689,6 +689,15 @@ class ErrorEvent(Event, tag="error"):
     error: ErrorInfo
 
 
+class WarningEvent(Event, tag="warning"):
+    """Something in the request the upstream or protocol cannot honour and the sidecar dropped (e.g.
+    ``seed`` for Anthropic): the request still goes; sent after ``start``, before any output."""
+
+    code: str
+    """machine-readable, e.g. ``unsupported_setting``"""
+    message: str
+
+
 class StepStartEvent(Event, tag="step_start"):
     """Tool loops only: a model turn begins (1-based); its own start event follows."""
 
@@ -719,6 +728,7 @@ StreamEvent = (
     | ErrorEvent
     | StepStartEvent
     | ToolCallsRequestedEvent
+    | WarningEvent
 )
 
 TERMINAL_EVENTS = (DoneEvent, ErrorEvent)

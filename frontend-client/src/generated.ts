@@ -25,7 +25,8 @@ export type StreamEvent =
   | DoneEvent
   | ErrorEvent
   | StepStartEvent
-  | ToolCallsRequestedEvent;
+  | ToolCallsRequestedEvent
+  | WarningEvent;
 export type ListProvidersResult = ProviderInfo[];
 export type ListAvailableModelsResult = ModelInfo[];
 export type DiscoverLocalProvidersResult = DiscoveredProvider[];
@@ -602,6 +603,17 @@ export interface ToolCallsRequestedEvent {
   loop_id: string;
   step: number;
   calls: ToolCallRequest[];
+  stream_id: string;
+  seq: number;
+}
+/**
+ * Something in the request the upstream or protocol cannot honour and the sidecar dropped (e.g.
+ * ``seed`` for Anthropic): the request still goes; sent after ``start``, before any output.
+ */
+export interface WarningEvent {
+  type: "warning";
+  code: string;
+  message: string;
   stream_id: string;
   seq: number;
 }

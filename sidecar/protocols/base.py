@@ -10,7 +10,16 @@ import msgspec
 
 from ..errors import SidecarError
 from ..providers import Model, Provider
-from ..types import ContentPart, Event, FinishReason, StreamTextParams, TextPart, ToolCallEvent, Usage
+from ..types import (
+    ContentPart,
+    Event,
+    FinishReason,
+    StreamTextParams,
+    TextPart,
+    ToolCallEvent,
+    Usage,
+    WarningEvent,
+)
 
 
 @dataclass
@@ -19,6 +28,8 @@ class HttpRequest:
     url: str
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None
+    warnings: list[WarningEvent] = field(default_factory=list)
+    """settings the protocol dropped while encoding: the engine sends them after ``start``"""
 
 
 class StreamDecoder(Protocol):
