@@ -107,10 +107,14 @@ class Hostile:
                 body += sock.recv(65536)
             model = json.loads(body).get("model") if body else None
             key = model or path
+            plan = self.plans.get(key)
+            if plan is None:  # e.g. the tokenizer probe after a stream without usage: not here
+                sock.sendall(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                return
             conn = Conn(key)
             self.conns.append(conn)
             try:
-                self.plans[key](sock, conn)
+                plan(sock, conn)
             except OSError:
                 conn.client_left.set()
             finally:
