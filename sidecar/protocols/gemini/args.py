@@ -217,12 +217,3 @@ class ArgsBuilder:
             text += "[" if is_array else "{"
             self._stack.append(_Open(path[: depth + 1], is_array))
         return text
-
-
-class _StreamedCall:
-    __slots__ = ("builder", "id", "name")
-
-    def __init__(self, id_: str, name: str) -> None:
-        self.id = id_
-        self.name = name
-        self.builder = ArgsBuilder()
