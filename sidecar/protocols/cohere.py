@@ -36,7 +36,6 @@ from ..types import (
     TextDeltaEvent,
     TextPart,
     ToolCallDeltaEvent,
-    ToolCallPart,
     ToolCallStartEvent,
     ToolChoiceName,
     ToolMessage,
@@ -46,7 +45,16 @@ from ..types import (
 )
 from .base import HttpRequest, WireProtocol, text_of, tool_call_event
 from .http_errors import error_body, error_fields, stream_error, upstream_error
-from .toolkit import given_parallel_tool_calls, image_url, json_headers, merge_options, unsupported
+from .toolkit import (
+    function_calls,
+    function_tools,
+    given,
+    given_parallel_tool_calls,
+    image_url,
+    json_headers,
+    merge_options,
+    unsupported,
+)
 
 # --- encode -----------------------------------------------------------------------------
 
@@ -80,15 +88,7 @@ def _assistant(msg: AssistantMessage) -> dict[str, Any]:
         return {"role": "assistant", "content": msg.content}
     text = text_of(msg.content)
     reasoning = "".join(p.text for p in msg.content if isinstance(p, ReasoningPart))
-    calls = [
-        {
-            "id": p.id,
-            "type": "function",
-            "function": {"name": p.name, "arguments": msgspec.json.encode(p.arguments).decode()},
-        }
-        for p in msg.content
-        if isinstance(p, ToolCallPart)
-    ]
+    calls = function_calls(msg.content)
     entry: dict[str, Any] = {"role": "assistant"}
     if calls:
         if reasoning:
@@ -130,27 +130,18 @@ def _tools(params: StreamTextParams, body: dict[str, Any]) -> None:
         body["tool_choice"] = "REQUIRED"
     elif choice in ("required", "none"):
         body["tool_choice"] = choice.upper()
-    body["tools"] = [
-        {
-            "type": "function",
-            "function": {
-                "name": t.name,
-                **({"description": t.description} if isinstance(t.description, str) else {}),
-                "parameters": t.parameters,
-            },
-        }
-        for t in tools
-    ]
+    body["tools"] = function_tools(tools)
+
+
+PLAIN = {"temperature": "temperature", "top_p": "p", "max_tokens": "max_tokens", "stop": "stop_sequences",
+         "seed": "seed"}
+"""the settings sent as they are, under Cohere's names"""
 
 
 def encode_body(params: StreamTextParams, provider: Provider, model: str, *, stream: bool = True) -> dict[str, Any]:
     body: dict[str, Any] = {"model": model, "messages": encode_messages(params), "stream": stream}
     _tools(params, body)
-    for ours, theirs in (("temperature", "temperature"), ("top_p", "p"), ("max_tokens", "max_tokens"),
-                         ("stop", "stop_sequences"), ("seed", "seed")):
-        value = getattr(params, ours)
-        if value is not msgspec.UNSET:
-            body[theirs] = value
+    body.update(given(params, PLAIN))
     rf = params.response_format
     if not isinstance(rf, msgspec.UnsetType) and rf.type != "text":
         body["response_format"] = {"type": "json_object"}

@@ -46,7 +46,15 @@ from ..types import (
 )
 from .base import HttpRequest, WireProtocol, text_of, tool_call_event
 from .http_errors import error_body, error_fields, upstream_error
-from .toolkit import given_parallel_tool_calls, json_headers, merge_options, parse_data_url, unsupported
+from .toolkit import (
+    function_tools,
+    given,
+    given_parallel_tool_calls,
+    json_headers,
+    merge_options,
+    parse_data_url,
+    unsupported,
+)
 
 # --- encode -----------------------------------------------------------------------------
 
@@ -105,29 +113,17 @@ def encode_messages(params: StreamTextParams) -> list[dict[str, Any]]:
     return out
 
 
+OPTIONS = {"temperature": "temperature", "top_p": "top_p", "stop": "stop", "seed": "seed", "max_tokens": "num_predict"}
+"""the settings that go in ``options``, under Ollama's names"""
+
+
 def encode_body(params: StreamTextParams, provider: Provider, model: str, *, stream: bool = True) -> dict[str, Any]:
     body: dict[str, Any] = {"model": model, "messages": encode_messages(params), "stream": stream}
     # Ollama has no tool_choice: "none" is honoured by sending no tools; "required" and a named
     # tool cannot be expressed and leave the choice to the model.
     if isinstance(params.tools, list) and params.tools and params.tool_choice != "none":
-        body["tools"] = [
-            {
-                "type": "function",
-                "function": {
-                    "name": t.name,
-                    **({"description": t.description} if isinstance(t.description, str) else {}),
-                    "parameters": t.parameters,
-                },
-            }
-            for t in params.tools
-        ]
-    options: dict[str, Any] = {}
-    for name in ("temperature", "top_p", "stop", "seed"):
-        value = getattr(params, name)
-        if value is not msgspec.UNSET:
-            options[name] = value
-    if isinstance(params.max_tokens, int):
-        options["num_predict"] = params.max_tokens
+        body["tools"] = function_tools(params.tools)
+    options = given(params, OPTIONS)
     if options:
         body["options"] = options
     rf = params.response_format

@@ -34,7 +34,6 @@ from ..types import (
     TextPart,
     ToolCallDeltaEvent,
     ToolCallEvent,
-    ToolCallPart,
     ToolCallStartEvent,
     ToolChoiceName,
     ToolMessage,
@@ -44,7 +43,17 @@ from ..types import (
 )
 from .base import HttpRequest, WireProtocol, text_of, tool_call_event
 from .http_errors import error_body, error_fields, stream_error, upstream_error
-from .toolkit import BEARER, KeyHeader, image_url, json_headers, merge_options, unsupported
+from .toolkit import (
+    BEARER,
+    KeyHeader,
+    function_calls,
+    function_tools,
+    given,
+    image_url,
+    json_headers,
+    merge_options,
+    unsupported,
+)
 
 # --- encode -----------------------------------------------------------------------------
 
@@ -84,15 +93,7 @@ def encode_messages(params: StreamTextParams) -> list[dict[str, Any]]:
             text = text_of(msg.content)
             entry: dict[str, Any] = {"role": "assistant", "content": text}
             if not isinstance(msg.content, str):
-                calls = [
-                    {
-                        "id": p.id,
-                        "type": "function",
-                        "function": {"name": p.name, "arguments": msgspec.json.encode(p.arguments).decode()},
-                    }
-                    for p in msg.content
-                    if isinstance(p, ToolCallPart)
-                ]
+                calls = function_calls(msg.content)
                 if calls:
                     entry["tool_calls"] = calls
                     entry["content"] = text or None  # null content is only accepted next to tool_calls
@@ -106,32 +107,23 @@ def encode_messages(params: StreamTextParams) -> list[dict[str, Any]]:
     return out
 
 
+PLAIN = {"temperature": "temperature", "top_p": "top_p", "stop": "stop", "seed": "seed"}
+"""the settings sent as they are"""
+
+
 def encode_body(params: StreamTextParams, provider: Provider, model: str, *, stream: bool = True) -> dict[str, Any]:
     body: dict[str, Any] = {"model": model, "messages": encode_messages(params), "stream": stream}
     if stream and provider.stream_usage:
         body["stream_options"] = {"include_usage": True}
     if isinstance(params.tools, list) and params.tools:
-        body["tools"] = [
-            {
-                "type": "function",
-                "function": {
-                    "name": t.name,
-                    **({"description": t.description} if isinstance(t.description, str) else {}),
-                    "parameters": t.parameters,
-                },
-            }
-            for t in params.tools
-        ]
+        body["tools"] = function_tools(params.tools)
         if isinstance(params.parallel_tool_calls, bool):  # refused by OpenAI when there are no tools
             body["parallel_tool_calls"] = params.parallel_tool_calls
     if isinstance(params.tool_choice, ToolChoiceName):
         body["tool_choice"] = {"type": "function", "function": {"name": params.tool_choice.name}}
     elif isinstance(params.tool_choice, str):
         body["tool_choice"] = params.tool_choice
-    for name in ("temperature", "top_p", "stop", "seed"):
-        value = getattr(params, name)
-        if value is not msgspec.UNSET:
-            body[name] = value
+    body.update(given(params, PLAIN))
     if isinstance(params.max_tokens, int):
         body[provider.max_tokens_field] = params.max_tokens
     rf = params.response_format

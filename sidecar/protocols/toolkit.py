@@ -8,9 +8,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from ..errors import SidecarError
 from ..providers.model import Provider
-from ..types import ImagePart, StreamTextParams, WarningEvent
+from ..types import ContentPart, ImagePart, StreamTextParams, ToolCallPart, ToolDefinition, WarningEvent
 
 # --- the body ---------------------------------------------------------------------------
 
@@ -39,6 +41,44 @@ def merge_options(body: dict[str, Any], provider: Provider, params: StreamTextPa
     if isinstance(params.provider_options, dict):
         merge(body, params.provider_options)
     return body
+
+
+def given(params: StreamTextParams, names: Mapping[str, str]) -> dict[str, Any]:
+    """The plain settings the request gave, under the API's names: ``{"top_p": "topP"}`` -> ``{"topP": 0.9}``."""
+    out: dict[str, Any] = {}
+    for ours, theirs in names.items():
+        value = getattr(params, ours)
+        if value is not msgspec.UNSET:
+            out[theirs] = value
+    return out
+
+
+def function_tools(tools: list[ToolDefinition]) -> list[dict[str, Any]]:
+    """Tools in OpenAI's ``{"type": "function", "function": {...}}`` shape (Ollama and Cohere take it too)."""
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": t.name,
+                **({"description": t.description} if isinstance(t.description, str) else {}),
+                "parameters": t.parameters,
+            },
+        }
+        for t in tools
+    ]
+
+
+def function_calls(content: list[ContentPart]) -> list[dict[str, Any]]:
+    """An assistant message's tool calls in OpenAI's shape (the arguments as JSON text), as Cohere takes them too."""
+    return [
+        {
+            "id": p.id,
+            "type": "function",
+            "function": {"name": p.name, "arguments": msgspec.json.encode(p.arguments).decode()},
+        }
+        for p in content
+        if isinstance(p, ToolCallPart)
+    ]
 
 
 # --- headers ----------------------------------------------------------------------------

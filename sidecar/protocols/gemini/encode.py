@@ -24,7 +24,15 @@ from ...types import (
     WarningEvent,
 )
 from ..base import HttpRequest
-from ..toolkit import KeyHeader, given_parallel_tool_calls, json_headers, merge_options, parse_data_url, unsupported
+from ..toolkit import (
+    KeyHeader,
+    given,
+    given_parallel_tool_calls,
+    json_headers,
+    merge_options,
+    parse_data_url,
+    unsupported,
+)
 
 THINKING_BUDGET = {"low": 1024, "medium": 8192, "high": 24576}
 SKIP_SIGNATURE = "skip_thought_signature_validator"
@@ -210,13 +218,13 @@ def _function_declaration(name: str, description: str | None, parameters: dict[s
     return decl
 
 
+GENERATION = {"temperature": "temperature", "top_p": "topP", "max_tokens": "maxOutputTokens",
+              "stop": "stopSequences", "seed": "seed"}
+"""the settings that go in ``generationConfig``, under Gemini's names"""
+
+
 def _generation_config(params: StreamTextParams) -> dict[str, Any]:
-    gen: dict[str, Any] = {}
-    for name, key in (("temperature", "temperature"), ("top_p", "topP"), ("max_tokens", "maxOutputTokens"),
-                      ("stop", "stopSequences"), ("seed", "seed")):
-        value = getattr(params, name)
-        if value is not msgspec.UNSET:
-            gen[key] = value
+    gen = given(params, GENERATION)
     rf = params.response_format
     if not isinstance(rf, msgspec.UnsetType) and rf.type != "text":
         gen["responseMimeType"] = "application/json"
