@@ -190,6 +190,8 @@ DROPPED = [
      ["ollama: tool_choice 'required' is not supported and was not sent"]),
     ("ollama", {"tools": [TOOL], "tool_choice": {"name": "weather"}},
      ["ollama: tool_choice (a named tool) is not supported and was not sent"]),
+    ("cohere", {"reasoning": {"effort": "high"}},
+     ["cohere: reasoning.effort is not supported and was not sent"]),
     ("ollama", {"reasoning": {"budget_tokens": 2048}},
      ["ollama: reasoning.budget_tokens is not supported and was not sent"]),
     ("openai", {"reasoning": {"budget_tokens": 2048}},

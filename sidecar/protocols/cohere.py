@@ -8,10 +8,10 @@ must add up to the answer), and an app that keeps it as a reasoning part sends i
 Cohere wants it, as the ``tool_plan`` of the assistant message holding the calls.
 
 ``response_format`` is Cohere's own (``json_object`` with the schema as ``json_schema``); ``reasoning`` is
-``thinking`` (a ``token_budget`` when given). Cohere has no switch for parallel tool calls:
-``parallel_tool_calls`` is not sent (a ``warning`` event says so). Images go as ``image_url`` items (a URL,
-or base64 as a data: URL). ``provider.extra_body`` and then ``provider_options`` are merged into the body
-(``toolkit.merge``).
+``thinking`` (a ``token_budget`` when given; an effort level has no counterpart). Cohere has no switch for
+parallel tool calls. What is not sent (``parallel_tool_calls``, ``reasoning.effort``) is named in a ``warning``
+event. Images go as ``image_url`` items (a URL, or base64 as a data: URL). ``provider.extra_body`` and then
+``provider_options`` are merged into the body (``toolkit.merge``).
 """
 
 from __future__ import annotations
@@ -157,8 +157,12 @@ def encode_body(params: StreamTextParams, provider: Provider, model: str, *, str
 
 
 def dropped(params: StreamTextParams) -> list[WarningEvent]:
-    """The settings the request gave that Cohere has no switch for."""
-    return unsupported("cohere", "parallel_tool_calls") if given_parallel_tool_calls(params) else []
+    """The settings the request gave that Cohere has no switch for (an effort level: thinking is on, at
+    Cohere's own depth)."""
+    names = ["parallel_tool_calls"] if given_parallel_tool_calls(params) else []
+    if not isinstance(params.reasoning, msgspec.UnsetType) and isinstance(params.reasoning.effort, str):
+        names.append("reasoning.effort")
+    return unsupported("cohere", *names)
 
 
 def encode_request(params: StreamTextParams, provider: Provider, model: str, api_key: str | None) -> HttpRequest:
