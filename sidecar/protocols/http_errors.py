@@ -1,4 +1,4 @@
-"""HTTP status (and the upstream's own error code) to the contract's error codes."""
+"""HTTP status (and the upstream's own error code) to the contract's error codes; reading error bodies."""
 
 from __future__ import annotations
 

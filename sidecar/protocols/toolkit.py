@@ -1,6 +1,8 @@
-"""What the protocols share when they build a request: the body merge, the headers, data: URLs, and the
-warning for a setting a protocol cannot send. (Reading error bodies is in ``http_errors``; the interface
-every protocol provides is in ``base``.)"""
+"""What the protocols share when they build a request: the body merge (``extra_body`` then
+``provider_options``), plain settings under the API's names, OpenAI's tool shapes (which Ollama and Cohere
+take too), the headers with a pluggable key header, data: URLs, and the warning for a setting a protocol
+cannot send. (Reading error bodies is in ``http_errors``; the interface every protocol provides is in
+``base``.)"""
 
 from __future__ import annotations
 
