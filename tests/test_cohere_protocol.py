@@ -612,12 +612,12 @@ def test_thinking(reasoning: dict[str, Any], thinking: dict[str, Any]) -> None:
 def test_extra_body_then_provider_options_merged_last() -> None:
     provider = Provider(id="co", name="Co", protocol="cohere", base_url="https://api.cohere.com",
                         extra_body={"safety_mode": "CONTEXTUAL", "k": 40, "temperature": 0.9})
-    b = body(provider, temperature=0.2, provider_options={"k": 5, "thinking": {"type": "disabled"}},
-             reasoning={"budget_tokens": 100})
+    b = body(provider, temperature=0.2, reasoning={"budget_tokens": 100},
+             provider_options={"k": 5, "thinking": {"type": "disabled", "token_budget": None}})
     assert b["safety_mode"] == "CONTEXTUAL"
     assert b["temperature"] == 0.9  # extra_body after the request's own fields
     assert b["k"] == 5  # provider_options last
-    assert b["thinking"] == {"type": "disabled"}
+    assert b["thinking"] == {"type": "disabled"}  # objects merge key by key; null deletes
 
 
 # --- model list and HTTP errors ----------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Literal, Protocol
 import msgspec
 
 from ..errors import SidecarError
-from ..providers import Model, Provider
+from ..providers.model import Model, Provider
 from ..types import (
     ContentPart,
     Event,
@@ -95,11 +95,3 @@ def text_of(content: str | list[ContentPart]) -> str:
     if isinstance(content, str):
         return content
     return "".join(p.text for p in content if isinstance(p, TextPart))
-
-
-def bearer_headers(provider: Provider, api_key: str | None, accept: str) -> dict[str, str]:
-    """JSON in, ``accept`` out, the provider's own headers, and the key as a Bearer token when there is one."""
-    headers = {"content-type": "application/json", "accept": accept, **provider.headers}
-    if api_key:
-        headers["authorization"] = f"Bearer {api_key}"
-    return headers

@@ -8,8 +8,10 @@ must add up to the answer), and an app that keeps it as a reasoning part sends i
 Cohere wants it, as the ``tool_plan`` of the assistant message holding the calls.
 
 ``response_format`` is Cohere's own (``json_object`` with the schema as ``json_schema``); ``reasoning`` is
-``thinking`` (a ``token_budget`` when given). Cohere has no switch for parallel tool calls:
-``parallel_tool_calls`` is not sent. Images go as ``image_url`` items (a URL, or base64 as a data: URL).
+``thinking`` (a ``token_budget`` when given; an effort level has no counterpart). Cohere has no switch for
+parallel tool calls. What is not sent (``parallel_tool_calls``, ``reasoning.effort``) is named in a ``warning``
+event. Images go as ``image_url`` items (a URL, or base64 as a data: URL). ``provider.extra_body`` and then
+``provider_options`` are merged into the body (``toolkit.merge``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 import msgspec
 
 from ..errors import SidecarError
-from ..providers import Model, Provider
+from ..providers.model import Model, Provider
 from ..types import (
     AssistantMessage,
     Event,
@@ -34,27 +36,31 @@ from ..types import (
     TextDeltaEvent,
     TextPart,
     ToolCallDeltaEvent,
-    ToolCallPart,
     ToolCallStartEvent,
     ToolChoiceName,
     ToolMessage,
     Usage,
     UserMessage,
+    WarningEvent,
 )
-from .base import HttpRequest, WireProtocol, bearer_headers, text_of, tool_call_event
-from .http_errors import error_fields, upstream_error
+from .base import HttpRequest, WireProtocol, text_of, tool_call_event
+from .http_errors import error_body, error_fields, stream_error, upstream_error
+from .toolkit import (
+    function_calls,
+    function_tools,
+    given,
+    given_parallel_tool_calls,
+    image_url,
+    json_headers,
+    merge_options,
+    unsupported,
+)
 
 # --- encode -----------------------------------------------------------------------------
 
 
 def _image_url(part: ImagePart) -> dict[str, Any]:
-    if isinstance(part.url, str):
-        url = part.url
-    elif isinstance(part.data, str):
-        url = f"data:{part.media_type};base64,{part.data}"
-    else:
-        raise SidecarError("invalid_request", "an image part needs data or url")
-    return {"type": "image_url", "image_url": {"url": url}}
+    return {"type": "image_url", "image_url": {"url": image_url(part)}}
 
 
 def _user(msg: UserMessage) -> dict[str, Any]:
@@ -82,15 +88,7 @@ def _assistant(msg: AssistantMessage) -> dict[str, Any]:
         return {"role": "assistant", "content": msg.content}
     text = text_of(msg.content)
     reasoning = "".join(p.text for p in msg.content if isinstance(p, ReasoningPart))
-    calls = [
-        {
-            "id": p.id,
-            "type": "function",
-            "function": {"name": p.name, "arguments": msgspec.json.encode(p.arguments).decode()},
-        }
-        for p in msg.content
-        if isinstance(p, ToolCallPart)
-    ]
+    calls = function_calls(msg.content)
     entry: dict[str, Any] = {"role": "assistant"}
     if calls:
         if reasoning:
@@ -132,27 +130,18 @@ def _tools(params: StreamTextParams, body: dict[str, Any]) -> None:
         body["tool_choice"] = "REQUIRED"
     elif choice in ("required", "none"):
         body["tool_choice"] = choice.upper()
-    body["tools"] = [
-        {
-            "type": "function",
-            "function": {
-                "name": t.name,
-                **({"description": t.description} if isinstance(t.description, str) else {}),
-                "parameters": t.parameters,
-            },
-        }
-        for t in tools
-    ]
+    body["tools"] = function_tools(tools)
+
+
+PLAIN = {"temperature": "temperature", "top_p": "p", "max_tokens": "max_tokens", "stop": "stop_sequences",
+         "seed": "seed"}
+"""the settings sent as they are, under Cohere's names"""
 
 
 def encode_body(params: StreamTextParams, provider: Provider, model: str, *, stream: bool = True) -> dict[str, Any]:
     body: dict[str, Any] = {"model": model, "messages": encode_messages(params), "stream": stream}
     _tools(params, body)
-    for ours, theirs in (("temperature", "temperature"), ("top_p", "p"), ("max_tokens", "max_tokens"),
-                         ("stop", "stop_sequences"), ("seed", "seed")):
-        value = getattr(params, ours)
-        if value is not msgspec.UNSET:
-            body[theirs] = value
+    body.update(given(params, PLAIN))
     rf = params.response_format
     if not isinstance(rf, msgspec.UnsetType) and rf.type != "text":
         body["response_format"] = {"type": "json_object"}
@@ -164,16 +153,23 @@ def encode_body(params: StreamTextParams, provider: Provider, model: str, *, str
         if isinstance(params.reasoning.budget_tokens, int):
             thinking["token_budget"] = params.reasoning.budget_tokens
         body["thinking"] = thinking
-    body.update(provider.extra_body)
-    if isinstance(params.provider_options, dict):
-        body.update(params.provider_options)
-    return body
+    return merge_options(body, provider, params)
+
+
+def dropped(params: StreamTextParams) -> list[WarningEvent]:
+    """The settings the request gave that Cohere has no switch for (an effort level: thinking is on, at
+    Cohere's own depth)."""
+    names = ["parallel_tool_calls"] if given_parallel_tool_calls(params) else []
+    if not isinstance(params.reasoning, msgspec.UnsetType) and isinstance(params.reasoning.effort, str):
+        names.append("reasoning.effort")
+    return unsupported("cohere", *names)
 
 
 def encode_request(params: StreamTextParams, provider: Provider, model: str, api_key: str | None) -> HttpRequest:
     body = encode_body(params, provider, model)
-    headers = bearer_headers(provider, api_key, "text/event-stream")
-    return HttpRequest("POST", f"{provider.base_url}/v2/chat", headers, msgspec.json.encode(body))
+    headers = json_headers(provider, api_key, "text/event-stream")
+    return HttpRequest("POST", f"{provider.base_url}/v2/chat", headers, msgspec.json.encode(body),
+                       warnings=dropped(params))
 
 
 MODELS_QUERY = "endpoint=chat&page_size=1000"
@@ -182,7 +178,7 @@ MODELS_QUERY = "endpoint=chat&page_size=1000"
 
 def models_request(provider: Provider, api_key: str | None) -> HttpRequest:
     url = f"{provider.base_url}/v1/models?{MODELS_QUERY}"
-    return HttpRequest("GET", url, bearer_headers(provider, api_key, "application/json"))
+    return HttpRequest("GET", url, json_headers(provider, api_key, "application/json"))
 
 
 class _ModelEntry(msgspec.Struct):
@@ -218,11 +214,7 @@ def parse_models(body: bytes) -> list[Model]:
 
 def map_http_error(status: int, body: bytes, provider: str) -> SidecarError:
     """Cohere's error bodies are ``{"message": "..."}`` (sometimes with an ``id``)."""
-    try:
-        code, message = error_fields(msgspec.json.decode(body))
-    except msgspec.DecodeError:
-        code, message = "", body.decode("utf-8", "replace").strip()[:200]
-    err = upstream_error(provider, status, code, message)
+    err = upstream_error(provider, status, *error_body(body))
     if status == 499:  # Cohere's "request cancelled" / "streaming error": its docs say try again
         return SidecarError("upstream_unavailable", err.info.message, provider=provider, status=status)
     return err
@@ -334,11 +326,11 @@ class Decoder:
             ev = _decode_event(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             if event == "error" or data.lstrip().startswith(("{\"message\"", "{\"error\"")):
-                raise self._error(_loose(data)) from None
+                raise self._error(stream_error(data)) from None
             raise SidecarError("protocol_error", f"{self.provider}: unparseable stream event ({exc})") from None
         kind = ev.type or event
         if kind == "error" or (ev.type is None and ev.delta is None and ev.message is not None):
-            raise self._error(_loose(data))
+            raise self._error(stream_error(data))
         out: list[Event] = []
         delta = ev.delta
         msg = delta.message if delta else None
@@ -412,8 +404,8 @@ class Decoder:
         if delta and delta.usage:
             self.usage = convert_usage(delta.usage)
 
-    def _error(self, obj: Any) -> SidecarError:
-        code, message = error_fields(obj)
+    def _error(self, err: Any) -> SidecarError:
+        code, message = error_fields({"error": err})
         return upstream_error(self.provider, None, code, message)
 
     def _end_reasoning(self, out: list[Event]) -> None:
@@ -427,15 +419,6 @@ class Decoder:
         for slot in sorted(self._calls):
             self._call_end(slot, out)
         return out
-
-
-def _loose(data: str) -> Any:
-    """An error payload as an object for ``error_fields``: its JSON, or its text as the message."""
-    try:
-        obj = msgspec.json.decode(data)
-    except msgspec.DecodeError:
-        return {"message": data[:200]}
-    return obj if isinstance(obj, dict) else {"message": str(obj)}
 
 
 PROTOCOL = WireProtocol(

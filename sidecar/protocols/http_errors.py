@@ -1,8 +1,10 @@
-"""HTTP status (and the upstream's own error code) to the contract's error codes."""
+"""HTTP status (and the upstream's own error code) to the contract's error codes; reading error bodies."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import msgspec
 
 from ..errors import SidecarError
 from ..types import ErrorCode
@@ -78,3 +80,27 @@ def error_fields(obj: Any) -> tuple[str, str]:
             message = err.get("message") or err.get("msg") or ""
             return str(code), message if isinstance(message, str) else str(message)
     return "", ""
+
+
+def body_text(body: bytes | str) -> str:
+    """An error body that is not JSON, as the message: its text, cut short."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    return text.strip()[:200]
+
+
+def error_body(body: bytes) -> tuple[str, str]:
+    """(code, message) of an HTTP error response: the fields of its JSON (``error_fields``), or its text."""
+    try:
+        return error_fields(msgspec.json.decode(body))
+    except msgspec.DecodeError:
+        return "", body_text(body)
+
+
+def stream_error(data: str) -> Any:
+    """The error object of an error payload in a stream that is not of the expected shape: its JSON's
+    ``error`` member (or the JSON itself when it has none), or its text as the ``message``."""
+    try:
+        obj = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return {"message": data[:200]}
+    return obj.get("error", obj) if isinstance(obj, dict) else {"message": str(obj)[:200]}

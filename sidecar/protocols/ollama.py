@@ -5,8 +5,12 @@ Chosen over Ollama's OpenAI-compatible ``/v1`` because only the native API takes
 and because its tool calls arrive whole, with ``arguments`` as an object.
 
 ``response_format`` is ``format`` (the schema itself, or ``"json"``); ``reasoning`` is ``think`` (the
-effort level, which gpt-oss takes, or ``true``). Ollama has no tool_choice and no switch for parallel tool
-calls: ``parallel_tool_calls`` is not sent. Images go as base64 only (Ollama fetches no URL).
+effort level, which gpt-oss takes, or ``true``). Ollama has no tool_choice (``none`` is honoured by
+sending no tools; ``required`` and a named tool cannot be said), no switch for parallel tool calls and no
+thinking budget (``budget_tokens`` alone is ``think: true``): a ``warning`` event names each setting not
+sent. Images go as base64 only (Ollama fetches no URL). ``provider.extra_body`` and then
+``provider_options`` are merged into the body (``toolkit.merge``: ``{"options": {"num_ctx": 8192}}`` adds
+to the options built from the params).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 import msgspec
 
 from ..errors import SidecarError
-from ..providers import Model, Provider
+from ..providers.model import Model, Provider
 from ..types import (
     AssistantMessage,
     Event,
@@ -34,12 +38,23 @@ from ..types import (
     ToolCallEvent,
     ToolCallPart,
     ToolCallStartEvent,
+    ToolChoiceName,
     ToolMessage,
     Usage,
     UserMessage,
+    WarningEvent,
 )
-from .base import HttpRequest, WireProtocol, bearer_headers, text_of, tool_call_event
-from .http_errors import error_fields, upstream_error
+from .base import HttpRequest, WireProtocol, text_of, tool_call_event
+from .http_errors import error_body, error_fields, upstream_error
+from .toolkit import (
+    function_tools,
+    given,
+    given_parallel_tool_calls,
+    json_headers,
+    merge_options,
+    parse_data_url,
+    unsupported,
+)
 
 # --- encode -----------------------------------------------------------------------------
 
@@ -48,8 +63,9 @@ def _image_data(part: ImagePart) -> str:
     """Ollama takes raw base64 only: it never fetches a URL, so a plain URL is refused up front."""
     if isinstance(part.data, str):
         return part.data
-    if isinstance(part.url, str) and part.url.startswith("data:") and ";base64," in part.url:
-        return part.url.split(",", 1)[1]
+    inline = parse_data_url(part.url) if isinstance(part.url, str) else None
+    if inline is not None:
+        return inline[1]
     raise SidecarError("invalid_request", "ollama needs image data (base64), not an image URL")
 
 
@@ -97,14 +113,8 @@ def encode_messages(params: StreamTextParams) -> list[dict[str, Any]]:
     return out
 
 
-def _merge(body: dict[str, Any], extra: dict[str, Any]) -> None:
-    """Top-level keys replace; ``options`` is merged one level deep, because that is where
-    Ollama-only knobs (``num_ctx``, ``top_k``, ...) go next to the ones built from the params."""
-    for key, value in extra.items():
-        if key == "options" and isinstance(value, dict) and isinstance(body.get("options"), dict):
-            body["options"] = {**body["options"], **value}
-        else:
-            body[key] = value
+OPTIONS = {"temperature": "temperature", "top_p": "top_p", "stop": "stop", "seed": "seed", "max_tokens": "num_predict"}
+"""the settings that go in ``options``, under Ollama's names"""
 
 
 def encode_body(params: StreamTextParams, provider: Provider, model: str, *, stream: bool = True) -> dict[str, Any]:
@@ -112,24 +122,8 @@ def encode_body(params: StreamTextParams, provider: Provider, model: str, *, str
     # Ollama has no tool_choice: "none" is honoured by sending no tools; "required" and a named
     # tool cannot be expressed and leave the choice to the model.
     if isinstance(params.tools, list) and params.tools and params.tool_choice != "none":
-        body["tools"] = [
-            {
-                "type": "function",
-                "function": {
-                    "name": t.name,
-                    **({"description": t.description} if isinstance(t.description, str) else {}),
-                    "parameters": t.parameters,
-                },
-            }
-            for t in params.tools
-        ]
-    options: dict[str, Any] = {}
-    for name in ("temperature", "top_p", "stop", "seed"):
-        value = getattr(params, name)
-        if value is not msgspec.UNSET:
-            options[name] = value
-    if isinstance(params.max_tokens, int):
-        options["num_predict"] = params.max_tokens
+        body["tools"] = function_tools(params.tools)
+    options = given(params, OPTIONS)
     if options:
         body["options"] = options
     rf = params.response_format
@@ -138,22 +132,35 @@ def encode_body(params: StreamTextParams, provider: Provider, model: str, *, str
     if not isinstance(params.reasoning, msgspec.UnsetType):
         effort = params.reasoning.effort
         body["think"] = effort if isinstance(effort, str) else True
-    _merge(body, provider.extra_body)
-    if isinstance(params.provider_options, dict):
-        _merge(body, params.provider_options)
-    return body
+    return merge_options(body, provider, params)
+
+
+def dropped(params: StreamTextParams) -> list[WarningEvent]:
+    """The settings the request gave that Ollama's chat API cannot express."""
+    names = []
+    tools = isinstance(params.tools, list) and bool(params.tools)
+    if tools and isinstance(params.tool_choice, ToolChoiceName):
+        names.append("tool_choice (a named tool)")
+    elif tools and params.tool_choice == "required":
+        names.append("tool_choice 'required'")
+    if given_parallel_tool_calls(params):
+        names.append("parallel_tool_calls")
+    if not isinstance(params.reasoning, msgspec.UnsetType) and isinstance(params.reasoning.budget_tokens, int):
+        names.append("reasoning.budget_tokens")
+    return unsupported("ollama", *names)
 
 
 def encode_request(params: StreamTextParams, provider: Provider, model: str, api_key: str | None) -> HttpRequest:
     body = encode_body(params, provider, model)
     # a local Ollama takes no key; ollama.com and proxies in front of one take a Bearer
-    headers = bearer_headers(provider, api_key, "application/x-ndjson")
-    return HttpRequest("POST", f"{provider.base_url}/api/chat", headers, msgspec.json.encode(body))
+    headers = json_headers(provider, api_key, "application/x-ndjson")
+    return HttpRequest("POST", f"{provider.base_url}/api/chat", headers, msgspec.json.encode(body),
+                       warnings=dropped(params))
 
 
 def models_request(provider: Provider, api_key: str | None) -> HttpRequest:
     """``/api/tags``: the models pulled on this server."""
-    return HttpRequest("GET", f"{provider.base_url}/api/tags", bearer_headers(provider, api_key, "application/json"))
+    return HttpRequest("GET", f"{provider.base_url}/api/tags", json_headers(provider, api_key, "application/json"))
 
 
 class _ModelEntry(msgspec.Struct):
@@ -176,11 +183,7 @@ def parse_models(body: bytes) -> list[Model]:
 
 def map_http_error(status: int, body: bytes, provider: str) -> SidecarError:
     """Ollama's error bodies are ``{"error": "..."}``; a 404 "model 'x' not found" is unknown_model."""
-    try:
-        code, message = error_fields(msgspec.json.decode(body))
-    except msgspec.DecodeError:
-        code, message = "", body.decode("utf-8", "replace").strip()[:200]
-    return upstream_error(provider, status, code, message)
+    return upstream_error(provider, status, *error_body(body))
 
 
 # --- decode -----------------------------------------------------------------------------

@@ -3,10 +3,12 @@
 
 - ``response_format`` goes as OpenAI's own ``response_format`` (``json_schema`` with the schema, not
   ``strict``: strict mode refuses schemas that leave properties optional; add it with provider_options).
-- ``reasoning.effort`` is ``reasoning_effort``; ``budget_tokens`` has no chat-completions counterpart.
+- ``reasoning.effort`` is ``reasoning_effort``; ``budget_tokens`` has no chat-completions counterpart
+  (it is not sent, and a ``warning`` event says so).
 - ``parallel_tool_calls`` is sent only next to tools (OpenAI refuses it without them).
 - Cached prompt tokens come back in ``usage.prompt_tokens_details.cached_tokens`` (DeepSeek:
   ``prompt_cache_hit_tokens``) as ``cached_input_tokens``; caching itself is automatic, ``cache`` sends nothing.
+- ``provider.extra_body`` and then ``provider_options`` are merged into the body (``toolkit.merge``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from urllib.parse import quote
 import msgspec
 
 from ..errors import SidecarError
-from ..providers import Model, Provider
+from ..providers.model import Model, Provider
 from ..types import (
     AssistantMessage,
     Event,
@@ -32,27 +34,32 @@ from ..types import (
     TextPart,
     ToolCallDeltaEvent,
     ToolCallEvent,
-    ToolCallPart,
     ToolCallStartEvent,
     ToolChoiceName,
     ToolMessage,
     Usage,
     UserMessage,
+    WarningEvent,
 )
 from .base import HttpRequest, WireProtocol, text_of, tool_call_event
-from .http_errors import error_fields, upstream_error
+from .http_errors import error_body, error_fields, stream_error, upstream_error
+from .toolkit import (
+    BEARER,
+    KeyHeader,
+    function_calls,
+    function_tools,
+    given,
+    image_url,
+    json_headers,
+    merge_options,
+    unsupported,
+)
 
 # --- encode -----------------------------------------------------------------------------
 
 
 def _image_url(part: ImagePart) -> dict[str, Any]:
-    if isinstance(part.url, str):
-        url = part.url
-    elif isinstance(part.data, str):
-        url = f"data:{part.media_type};base64,{part.data}"
-    else:
-        raise SidecarError("invalid_request", "an image part needs data or url")
-    return {"type": "image_url", "image_url": {"url": url}}
+    return {"type": "image_url", "image_url": {"url": image_url(part)}}
 
 
 def encode_messages(params: StreamTextParams) -> list[dict[str, Any]]:
@@ -86,15 +93,7 @@ def encode_messages(params: StreamTextParams) -> list[dict[str, Any]]:
             text = text_of(msg.content)
             entry: dict[str, Any] = {"role": "assistant", "content": text}
             if not isinstance(msg.content, str):
-                calls = [
-                    {
-                        "id": p.id,
-                        "type": "function",
-                        "function": {"name": p.name, "arguments": msgspec.json.encode(p.arguments).decode()},
-                    }
-                    for p in msg.content
-                    if isinstance(p, ToolCallPart)
-                ]
+                calls = function_calls(msg.content)
                 if calls:
                     entry["tool_calls"] = calls
                     entry["content"] = text or None  # null content is only accepted next to tool_calls
@@ -108,32 +107,23 @@ def encode_messages(params: StreamTextParams) -> list[dict[str, Any]]:
     return out
 
 
+PLAIN = {"temperature": "temperature", "top_p": "top_p", "stop": "stop", "seed": "seed"}
+"""the settings sent as they are"""
+
+
 def encode_body(params: StreamTextParams, provider: Provider, model: str, *, stream: bool = True) -> dict[str, Any]:
     body: dict[str, Any] = {"model": model, "messages": encode_messages(params), "stream": stream}
     if stream and provider.stream_usage:
         body["stream_options"] = {"include_usage": True}
     if isinstance(params.tools, list) and params.tools:
-        body["tools"] = [
-            {
-                "type": "function",
-                "function": {
-                    "name": t.name,
-                    **({"description": t.description} if isinstance(t.description, str) else {}),
-                    "parameters": t.parameters,
-                },
-            }
-            for t in params.tools
-        ]
+        body["tools"] = function_tools(params.tools)
         if isinstance(params.parallel_tool_calls, bool):  # refused by OpenAI when there are no tools
             body["parallel_tool_calls"] = params.parallel_tool_calls
     if isinstance(params.tool_choice, ToolChoiceName):
         body["tool_choice"] = {"type": "function", "function": {"name": params.tool_choice.name}}
     elif isinstance(params.tool_choice, str):
         body["tool_choice"] = params.tool_choice
-    for name in ("temperature", "top_p", "stop", "seed"):
-        value = getattr(params, name)
-        if value is not msgspec.UNSET:
-            body[name] = value
+    body.update(given(params, PLAIN))
     if isinstance(params.max_tokens, int):
         body[provider.max_tokens_field] = params.max_tokens
     rf = params.response_format
@@ -146,20 +136,21 @@ def encode_body(params: StreamTextParams, provider: Provider, model: str, *, str
             body["response_format"] = {"type": "json_object"}
     if not isinstance(params.reasoning, msgspec.UnsetType) and isinstance(params.reasoning.effort, str):
         body["reasoning_effort"] = params.reasoning.effort
-    body.update(provider.extra_body)
-    if isinstance(params.provider_options, dict):
-        body.update(params.provider_options)
-    return body
+    return merge_options(body, provider, params)
+
+
+def dropped(params: StreamTextParams) -> list[WarningEvent]:
+    """The settings the request gave that chat completions cannot carry."""
+    budget = params.reasoning.budget_tokens if not isinstance(params.reasoning, msgspec.UnsetType) else None
+    return unsupported("openai", "reasoning.budget_tokens") if isinstance(budget, int) else []
+
+
+AZURE_KEY = KeyHeader("api-key")
+"""Azure OpenAI (a provider with an ``api_version``) takes the key in ``api-key``"""
 
 
 def _headers(provider: Provider, api_key: str | None, accept: str) -> dict[str, str]:
-    headers = {"content-type": "application/json", "accept": accept, **provider.headers}
-    if api_key:
-        if provider.api_version:
-            headers["api-key"] = api_key
-        else:
-            headers["authorization"] = f"Bearer {api_key}"
-    return headers
+    return json_headers(provider, api_key, accept, AZURE_KEY if provider.api_version else BEARER)
 
 
 def encode_request(params: StreamTextParams, provider: Provider, model: str, api_key: str | None) -> HttpRequest:
@@ -170,7 +161,8 @@ def encode_request(params: StreamTextParams, provider: Provider, model: str, api
         body.pop("model", None)
     else:
         url = f"{provider.base_url}/chat/completions"
-    return HttpRequest("POST", url, _headers(provider, api_key, "text/event-stream"), msgspec.json.encode(body))
+    headers = _headers(provider, api_key, "text/event-stream")
+    return HttpRequest("POST", url, headers, msgspec.json.encode(body), warnings=dropped(params))
 
 
 def models_request(provider: Provider, api_key: str | None) -> HttpRequest:
@@ -200,11 +192,7 @@ def parse_models(body: bytes) -> list[Model]:
 
 
 def map_http_error(status: int, body: bytes, provider: str) -> SidecarError:
-    try:
-        code, message = error_fields(msgspec.json.decode(body))
-    except msgspec.DecodeError:
-        code, message = "", body.decode("utf-8", "replace").strip()[:200]
-    return upstream_error(provider, status, code, message)
+    return upstream_error(provider, status, *error_body(body))
 
 
 # --- decode -----------------------------------------------------------------------------
@@ -324,10 +312,10 @@ class Decoder:
             chunk = _decode_chunk(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             if event == "error" or data.lstrip().startswith('{"error"'):
-                raise self._error(_loose_error(data)) from None
+                raise self._error(stream_error(data)) from None
             raise SidecarError("protocol_error", f"{self.provider}: unparseable stream chunk ({exc})") from None
         if chunk.error is not None or event == "error":
-            raise self._error(chunk.error if chunk.error is not None else _loose_error(data))
+            raise self._error(chunk.error if chunk.error is not None else stream_error(data))
         out: list[Event] = []
         usage = chunk.usage or (chunk.x_groq.usage if chunk.x_groq else None)
         if usage is not None:
@@ -448,15 +436,6 @@ class Decoder:
         if out and self.finish_reason is None and any(isinstance(e, ToolCallEvent) for e in out):
             self.finish_reason = "tool_calls"
         return out
-
-
-def _loose_error(data: str) -> Any:
-    """The error object of a payload that is not a valid chunk: its ``error`` member, or its text."""
-    try:
-        obj = msgspec.json.decode(data)
-    except msgspec.DecodeError:
-        return {"message": data[:200]}
-    return obj.get("error", obj) if isinstance(obj, dict) else obj
 
 
 PROTOCOL = WireProtocol(
