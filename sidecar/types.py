@@ -111,7 +111,8 @@ class StreamTextParams(Wire):
     tool_choice: Literal["auto", "none", "required"] | ToolChoiceName | UnsetType = UNSET
     parallel_tool_calls: bool | UnsetType = UNSET
     """false: at most one tool call per step (OpenAI ``parallel_tool_calls``, Anthropic
-    ``disable_parallel_tool_use``); Gemini, Ollama and Cohere have no such switch and ignore it"""
+    ``disable_parallel_tool_use``); Gemini, Ollama and Cohere have no such switch: with tools, a ``warning``
+    event says it was not sent"""
     temperature: float | UnsetType = UNSET
     top_p: float | UnsetType = UNSET
     max_tokens: int | UnsetType = UNSET
@@ -122,7 +123,8 @@ class StreamTextParams(Wire):
     JSON the stream ends in an ``error`` with code ``protocol_error`` naming the first failing path"""
     reasoning: ReasoningOptions | UnsetType = UNSET
     provider_options: dict[str, Any] | UnsetType = UNSET
-    """merged into the upstream request body as-is"""
+    """merged into the upstream request body after the provider's ``extra_body``: objects merge key by key,
+    anything else replaces, ``null`` deletes"""
     fallback_models: list[str] | UnsetType = UNSET
     timeout_ms: int | UnsetType = UNSET
     timeouts: Timeouts | UnsetType = UNSET
