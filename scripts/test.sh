@@ -4,12 +4,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# A real Secret Service for the keychain tests: gnome-keyring on a private D-Bus session.
+# A real Secret Service for the keychain tests: gnome-keyring on a private D-Bus session;
+# a C compiler for the binary test (Nuitka).
 if ! command -v gnome-keyring-daemon >/dev/null || ! command -v dbus-run-session >/dev/null \
-   || ! command -v secret-tool >/dev/null; then
+   || ! command -v secret-tool >/dev/null || ! command -v cc >/dev/null; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq gnome-keyring dbus dbus-x11 libsecret-tools >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq gnome-keyring dbus dbus-x11 libsecret-tools gcc >/dev/null
+fi
+
+# Nuitka compiles against Python's headers: Debian's python3 ships them separately.
+if ! python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.isfile(sysconfig.get_paths()["include"] + "/Python.h"))'; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-dev >/dev/null
 fi
 
 scripts/setup.sh --dev
