@@ -13,6 +13,7 @@ markers (only that section changes).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -28,8 +29,9 @@ README = ROOT / "bench" / "README.md"
 BEGIN, END = "<!-- bench:binary:begin -->", "<!-- bench:binary:end -->"
 
 
-def time_to_ready(cmd: list[str], cache: Path, temp: Path) -> float:
-    """Seconds from Popen to the ``sidecar-ready`` line; the child then gets stdin EOF and exits."""
+def time_to_ready(cmd: list[str], cache: Path, temp: Path, kill: bool = False) -> float:
+    """Seconds from Popen to the ``sidecar-ready`` line; the child then gets stdin EOF and exits
+    (with ``kill``, SIGKILL first, as Tauri's ``child.kill()`` does)."""
     with tempfile.TemporaryDirectory() as data:
         env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
         env.update(PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring", LLM_SIDECAR_DATA_DIR=data,
@@ -41,9 +43,36 @@ def time_to_ready(cmd: list[str], cache: Path, temp: Path) -> float:
         line = proc.stdout.readline()
         elapsed = time.perf_counter() - t0
         assert b"sidecar-ready" in line, line
+        if kill:
+            proc.kill()
         proc.stdin.close()
         proc.wait(10)
+        pid = json.loads(line)["params"]["pid"]  # the program, when a bootstrap started it
+        while pid != proc.pid and Path(f"/proc/{pid}").exists() and "Z" not in _state(pid):
+            time.sleep(0.01)
     return elapsed
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return "Z"
+
+
+def leftovers_after_kills(cmd: list[str], cache: Path, work: Path, kills: int = 5) -> str:
+    """What ``kills`` SIGKILLs right after ``sidecar-ready`` leave in a fresh temp dir, and add to the
+    (already warm) cache dir: top-level entries and their size."""
+    temp = work / "kill-tmp"
+    temp.mkdir()
+    before = set(cache.rglob("*"))
+    for _ in range(kills):
+        time_to_ready(cmd, cache, temp, kill=True)
+    added = set(cache.rglob("*")) - before
+    new = [*temp.iterdir(), *(p for p in added if p.parent not in added)]
+    size = sum(f.stat().st_size for p in new for f in [p, *p.rglob("*")] if f.is_file())
+    shutil.rmtree(temp)
+    return f"{len(new)} ({size / 1e6:.0f} MB)" if new else "0"
 
 
 def pyinstaller_builds(work: Path) -> dict[str, list[str]]:
@@ -52,6 +81,7 @@ def pyinstaller_builds(work: Path) -> dict[str, list[str]]:
 
     from sidecar.build import ENTRY, EXCLUDES, hidden_imports
 
+    work.mkdir()
     entry = work / "llm_sidecar_entry.py"
     entry.write_text(ENTRY, encoding="utf-8")
     common = [str(entry), "--noconfirm", "--console", "--log-level", "WARN", "--paths", str(ROOT),
@@ -102,26 +132,26 @@ def main() -> int:
             fresh.mkdir()
             cold.append(time_to_ready(subjects["binary (Nuitka one-file, cached unpack)"], fresh, temp))
             shutil.rmtree(fresh)
-        leftovers = len(list(temp.iterdir()))
+        left = {name: leftovers_after_kills(cmd, cache, work) for name, cmd in subjects.items()}
     med = {name: statistics.median(t) * 1000 for name, t in times.items()}
     source = med["source (`python -m sidecar`)"]
-    rows = [(name, m) for name, m in med.items()]
-    rows.insert(1, ("binary, first start (empty cache, unpacks)", statistics.median(cold) * 1000))
+    rows = [(name, m, left[name]) for name, m in med.items()]
+    rows.insert(1, ("binary, first start (empty cache, unpacks)", statistics.median(cold) * 1000, "-"))
     size_mb = args.binary.stat().st_size / 1e6
-    table = "".join(f"| {name} | {m:.0f} ms | {m / source:.2f}x |\n" for name, m in rows)
+    table = "".join(f"| {name} | {m:.0f} ms | {m / source:.2f}x | {k} |\n" for name, m, k in rows)
     section = (
         f"{BEGIN}\n## Binary start-up\n\n"
         f"`python -m sidecar build-binary` ({args.binary.name}, {size_mb:.1f} MB): time from spawn to the "
         f"`sidecar-ready` line, median of {args.runs} spawns after one warm-up each, the subjects interleaved "
         f"on the same machine ({platform.machine()}, {os.cpu_count()} cores shared with other work, "
         f"Python {platform.python_version()}):\n\n"
-        f"| subject | median to `sidecar-ready` | vs source |\n|---|---|---|\n{table}\n"
+        f"| subject | median to `sidecar-ready` | vs source | new files/folders after 5 SIGKILLs |\n"
+        f"|---|---|---|---|\n{table}\n"
         f"The binary unpacks into `<user cache dir>/llm-sidecar/<version>-<build id>` on its first start and "
         f"afterwards only checks each file there against its CRC32, so a warm start costs about what the "
         f"source costs. PyInstaller's one-file bootloader unpacks into a new `$TMPDIR/_MEI*` folder at every "
-        f"start (and leaves it there when SIGKILLed); its one-dir build is no single file. Files left in the "
-        f"temp dir by all these runs: {leftovers}. Rerun: `.venv/bin/python bench/binary.py --pyinstaller "
-        f"--write`.\n{END}"
+        f"start (and leaves it there when SIGKILLed); its one-dir build is no single file. "
+        f"Rerun: `.venv/bin/python bench/binary.py --pyinstaller --write`.\n{END}"
     )
     print(section)
     if args.write:

@@ -207,13 +207,13 @@ def the_unpack_folder(cache: Path) -> Path:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX; TerminateProcess is the same thing")
 def test_sigkill_after_ready_leaves_nothing_behind(binary: Path, tmp_path: Path) -> None:
-    """The issue's bar: killed 10 times right after ``sidecar-ready``, the temp dir is as it was and the
+    """The issue's bar: killed 20 times right after ``sidecar-ready``, the temp dir is as it was and the
     cache dir holds one reused folder, the same after the first start and after the last."""
     temp, cache = tmp_path / "tmp", tmp_path / "cache"
     temp.mkdir()
     cache.mkdir()
     first: dict[str, str] | None = None
-    for i in range(10):
+    for i in range(20):
         sc, pid = start_binary(binary, tmp_path, f"data{i}", cache, temp)
         assert pid != sc.proc.pid  # the bootstrap forks the program: Tauri holds the bootstrap's pid
         os.kill(sc.proc.pid, signal.SIGKILL)
