@@ -10,10 +10,11 @@ Nuitka's bootstrap unpacks into ``<user cache dir>/llm-sidecar/<version>-<build 
 and at each later start only compares every file there with its CRC32 in the payload (rewriting one
 that differs), so a start costs about what a folder build costs and a kill leaves nothing new.
 
-Two first starts at once write the same folder: Nuitka's bootstrap has no write-to-a-temp-name-
-and-rename step, it checks and writes each file in place, so both come up with identical content
-(tests/test_binary.py starts four at once) and a file left half-written by a killed first start is
-rewritten by the next start's CRC check.
+Known limit: Nuitka's bootstrap has no write-to-a-temp-name-and-rename step; it checks and writes
+each file in place. When two first starts overlap, one can die with SIGBUS before ``sidecar-ready``
+(its CRC check reads a file the other is rewriting; 6 of 72 in a stress run of six at once). The
+folder still ends complete, and a file left half-written is rewritten by the next start's CRC check
+(tests/test_binary.py checks both). Closing that gap needs a bootloader of our own.
 
 The folder name carries the package version and a build id: a hash of everything that goes into the
 binary (the sidecar's source, the installed distributions, Python, the packager and its options). A
