@@ -9,7 +9,7 @@ PY=.venv/bin/python
 "$PY" bench/run.py --write
 "$PY" bench/decode.py --write
 "$PY" -m sidecar build-binary --output dist
-"$PY" bench/binary.py --write
+"$PY" bench/binary.py --pyinstaller --write
 "$PY" bench/report.py --write
 "$PY" bench/proxy_latency.py --write
 "$PY" bench/first_token.py --write

@@ -4,17 +4,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# A real Secret Service for the keychain tests: gnome-keyring on a private D-Bus session.
-# apt-get installs it on Linux where there is one; elsewhere (macOS, other distributions) say what
-# it takes, and run the suite without it (the tests that need it skip).
+# A real Secret Service for the keychain tests: gnome-keyring on a private D-Bus session; a C compiler
+# for the binary test (Nuitka) and llama-cpp-python's build. apt-get installs them on Linux where there
+# is one; elsewhere (macOS, other distributions) say what it takes, and run the suite without the
+# Secret Service (the tests that need it skip).
 have_secret_service() {
   command -v gnome-keyring-daemon >/dev/null && command -v dbus-run-session >/dev/null \
     && command -v secret-tool >/dev/null
 }
-if ! have_secret_service && [ "$(uname -s)" = Linux ] && command -v apt-get >/dev/null; then
+have_apt() { [ "$(uname -s)" = Linux ] && command -v apt-get >/dev/null; }
+if { ! have_secret_service || ! command -v cc >/dev/null; } && have_apt; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq gnome-keyring dbus dbus-x11 libsecret-tools >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq gnome-keyring dbus dbus-x11 libsecret-tools gcc >/dev/null
+fi
+
+# Nuitka compiles against Python's headers: Debian's python3 ships them separately.
+if have_apt && ! python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.isfile(sysconfig.get_paths()["include"] + "/Python.h"))'; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-dev >/dev/null
 fi
 if ! have_secret_service; then
   echo "note: no gnome-keyring-daemon, dbus-run-session and secret-tool here, so the tests against a real" >&2

@@ -1,23 +1,52 @@
 """``llm-sidecar build-binary``: one self-contained executable for Tauri's ``externalBin``.
 
 Tauri looks for ``<name>-<rust target triple>[.exe]`` next to the app, so the file is named that way.
-PyInstaller's static analysis misses what the sidecar imports by name (the protocol modules, anyio's
-backend, keyring's backends found through entry points), so those are listed here; modules the sidecar
-never uses are excluded so the one-file archive stays small and unpacks fast at every start.
-Imported only by the ``build-binary`` sub-command: PyInstaller is an optional ``build`` extra.
+
+Packaging, chosen by measurement (bench/README.md, "Binary start-up"): Nuitka's one-file mode with a
+*cached* unpack folder. PyInstaller's one-file bootloader unpacks everything into a new ``$TMPDIR/_MEI*``
+folder at every start (about twice the start-up time of ``python -m sidecar``) and cannot remove it when
+it is SIGKILLed, which is how Tauri's ``child.kill()`` ends a sidecar: 30+ MB left behind per kill.
+Nuitka's bootstrap unpacks into ``<user cache dir>/llm-sidecar/<version>-<build id>`` instead, keeps it,
+and at each later start only compares every file there with its CRC32 in the payload (rewriting one
+that differs), so a start costs about what a folder build costs and a kill leaves nothing new.
+
+Known limit: Nuitka's bootstrap has no write-to-a-temp-name-and-rename step; it checks and writes
+each file in place. When two first starts overlap, one can die with SIGBUS before ``sidecar-ready``
+(its CRC check reads a file the other is rewriting; 6 of 72 in a stress run of six at once). The
+folder still ends complete, and a file left half-written is rewritten by the next start's CRC check
+(tests/test_binary.py checks both). Closing that gap needs a bootloader of our own.
+
+The folder name carries the package version and a build id: a hash of everything that goes into the
+binary (the sidecar's source, the installed distributions, Python, the packager and its options). A
+changed binary therefore never reuses another build's folder, and within a folder the CRC check
+replaces any file that does not match this binary's payload.
+
+The static analysis misses what the sidecar imports by name (the protocol modules, anyio's backend,
+keyring's backends found through entry points), so those are listed here; modules the sidecar never
+uses are excluded. Imported only by the ``build-binary`` sub-command: Nuitka is in the ``build`` extra,
+and it needs a C compiler (gcc or clang; on Windows MSVC, or MinGW which Nuitka offers to download).
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
+import importlib.util
+import os
 import platform
+import re
+import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from . import __version__
+
 NAME = "llm-sidecar"
 PACKAGE_DIR = Path(__file__).resolve().parent
 
-# Imported by name or found through metadata at run time, so PyInstaller cannot see them.
+# Imported by name or found through metadata at run time, so static analysis cannot see them.
 HIDDEN_IMPORTS = (
     "anyio._backends._asyncio",
     "keyring.backends.null",
@@ -42,14 +71,12 @@ WINDOWS_HIDDEN_IMPORTS = ("keyring.backends.Windows",)
 EXCLUDES = (
     "tkinter", "_tkinter", "turtle", "turtledemo", "idlelib", "unittest", "test", "doctest", "pdb",
     "pydoc", "pydoc_data", "lib2to3", "distutils", "setuptools", "pkg_resources", "pip", "ensurepip",
-    "venv", "xmlrpc", "curses", "_curses", "readline", "sidecar.build", "PyInstaller",
+    "venv", "xmlrpc", "curses", "_curses", "readline", "sidecar.build", "PyInstaller", "nuitka",
     "pytest", "_pytest", "hypothesis", "mypy", "ruff", "openai", "pydantic", "IPython", "numpy",
     "watchfiles", "websockets", "wsproto", "uvloop", "httptools", "dotenv", "yaml", "trio", "curio",
     "httpx._main", "rich", "pygments", "PIL", "markdown_it",  # httpx's command line, not its client
+    "zstandard", "brotli", "brotlicffi",  # httpx's optional decoders (zstandard is a build tool here)
 )
-
-# Package data read at run time (jsonrpcserver reads request-schema.json at import).
-DATA_PACKAGES = ("jsonrpcserver", "msgspec", "certifi")
 
 ENTRY = '''"""Entry point of the frozen llm-sidecar."""
 import sys
@@ -100,43 +127,105 @@ def hidden_imports(system: str | None = None) -> list[str]:
     return own + list(HIDDEN_IMPORTS) + list(extra)
 
 
-def pyinstaller_args(output: Path, work: Path, triple: str) -> list[str]:
-    """The PyInstaller command line (without the program name)."""
+def dependency_packages(root: str = NAME) -> list[str]:
+    """Top-level import names of ``root``'s run-time dependencies, recursively (extras left out)."""
+    seen: set[str] = set()
+    names: set[str] = set()
+    todo = [root]
+    while todo:
+        try:
+            dist = importlib.metadata.distribution(todo.pop())
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        key = re.sub(r"[-_.]+", "-", dist.metadata["Name"]).lower()
+        if key in seen:
+            continue
+        seen.add(key)
+        top = dist.read_text("top_level.txt")
+        if top:
+            names.update(line.strip() for line in top.splitlines() if line.strip())
+        else:
+            names.update(Path(str(f)).parts[0].removesuffix(".py") for f in dist.files or ()
+                         if str(f).endswith((".py", ".so", ".pyd")) and ".dist-info" not in str(f))
+        for req in dist.requires or ():
+            if "extra ==" not in req.partition(";")[2]:
+                todo.append(re.split(r"[\s;<>=!~\[(]", req, maxsplit=1)[0])
+    return sorted(n for n in names if n.isidentifier() and not n.startswith("_"))
+
+
+def build_id(package_dir: Path = PACKAGE_DIR, options: tuple[str, ...] = ()) -> str:
+    """12 hex digits that change whenever anything that goes into the binary changes."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in package_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        h.update(path.relative_to(package_dir).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    dists = sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions())
+    h.update("\n".join([sys.version, platform.platform(), *dists, *options]).encode())
+    return h.hexdigest()[:12]
+
+
+def cache_folder_name(bid: str) -> str:
+    """The folder under ``<user cache dir>/llm-sidecar/`` that a build unpacks into."""
+    return f"{__version__}-{bid}"
+
+
+def numeric_version(version: str = __version__) -> str:
+    """Nuitka's ``--product-version`` takes up to four numbers: ``0.1.0rc1`` -> ``0.1.0``."""
+    match = re.match(r"\d+(\.\d+){0,3}", version)
+    return match.group() if match else "0"
+
+
+def nuitka_options(triple: str) -> list[str]:
+    """Everything on Nuitka's command line except the paths and the cache folder (those go into the build id)."""
+    version = numeric_version()
+    args = [
+        "--onefile", "--onefile-as-archive",  # per-file archive: a cached file is skipped, not decompressed
+        "--onefile-cache-mode=cached",
+        f"--output-filename={binary_name(triple)}",
+        f"--product-name={NAME}", f"--company-name={NAME}",
+        f"--product-version={version}", f"--file-version={version}",
+        "--lto=no",  # link-time optimisation doubles the build time for no start-up gain here
+        "--assume-yes-for-downloads",  # Windows: MinGW and the dependency walker
+        "--include-distribution-metadata=keyring",  # keyring finds its backends through entry points
+        "--remove-output",
+        # Nuitka 4.3 crashes on a second build when bytecode-mode modules come from its cache.
+        "--disable-cache=bytecode",
+    ]
+    # Compiling ~400 modules to C takes long on a small machine and starts no faster: keep the
+    # sidecar and its dependencies as bytecode (the standard library already is), compile the entry.
+    args += [f"--noinclude-custom-mode={m}:bytecode" for m in sorted({"sidecar", *dependency_packages()})]
+    # Never pass --python-flag=-O/no_asserts: jsonrpcserver validates requests with assert.
+    args += [f"--include-module={m}" for m in hidden_imports()]
+    args += [f"--nofollow-import-to={m}" for m in EXCLUDES if not m.startswith("sidecar.")]
+    return args
+
+
+def nuitka_args(work: Path, triple: str) -> list[str]:
+    """The whole Nuitka command line after ``python -m nuitka``; it builds in and writes to ``work``."""
     entry = work / "llm_sidecar_entry.py"
     entry.write_text(ENTRY, encoding="utf-8")
-    args = [
-        str(entry), "--onefile", "--noconfirm", "--console", "--log-level", "WARN",
-        "--name", binary_name(triple).removesuffix(".exe"),
-        "--distpath", str(output), "--workpath", str(work / "build"), "--specpath", str(work),
-        "--paths", str(PACKAGE_DIR.parent),
-        "--optimize", "0",  # never strip asserts: jsonrpcserver validates with them
-    ]
-    if sys.platform != "win32":
-        args.append("--strip")
-    for module in hidden_imports():
-        args += ["--hidden-import", module]
-    for module in EXCLUDES:
-        args += ["--exclude-module", module]
-    for package in DATA_PACKAGES:
-        args += ["--collect-data", package]
-    args += ["--copy-metadata", "keyring"]  # keyring finds its backends through entry points
-    return args
+    options = nuitka_options(triple)
+    spec = "{CACHE_DIR}/" + NAME + "/" + cache_folder_name(build_id(options=tuple(options)))
+    return [*options, f"--onefile-tempdir-spec={spec}", f"--output-dir={work}", str(entry)]
 
 
 def build(output: Path, triple: str | None = None) -> Path:
     """Build the one-file binary into ``output`` and return its path."""
     if sys.flags.optimize:
         raise SystemExit("build-binary must not run under python -O: the binary would lose jsonrpcserver's checks")
-    try:
-        import PyInstaller.__main__
-    except ImportError:
-        raise SystemExit("PyInstaller is not installed: pip install 'llm-sidecar[build]'") from None
+    if importlib.util.find_spec("nuitka") is None:
+        raise SystemExit("Nuitka is not installed: python3 -m pip install 'llm-sidecar[build]'")
+    if sys.platform != "win32" and not (shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")):
+        raise SystemExit("Nuitka needs a C compiler: install gcc (Debian/Ubuntu: apt-get install gcc)")
     triple = triple or target_triple()
     output = output.resolve()
     output.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="llm-sidecar-build-") as tmp:
-        PyInstaller.__main__.run(pyinstaller_args(output, Path(tmp), triple))
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE_DIR.parent)}
     path = output / binary_name(triple)
-    if not path.is_file():
-        raise SystemExit(f"PyInstaller did not produce {path}")
+    with tempfile.TemporaryDirectory(prefix="llm-sidecar-build-") as tmp:
+        done = subprocess.run([sys.executable, "-m", "nuitka", *nuitka_args(Path(tmp), triple)],
+                              cwd=tmp, env=env, check=False)
+        built = Path(tmp) / binary_name(triple)
+        if done.returncode != 0 or not built.is_file():
+            raise SystemExit(f"Nuitka did not produce {built.name} (exit code {done.returncode})")
+        shutil.move(built, path)  # replaces an older build only once this one is complete
     return path

@@ -135,7 +135,7 @@ def parser() -> argparse.ArgumentParser:
     _limit_options(chat, False)
     chat.add_argument("--model", metavar="PROVIDER:MODEL", default=None,
                       help="the model to chat with (default: the active provider, else mock:echo)")
-    build = sub.add_parser("build-binary", help="build a one-file executable for Tauri's externalBin (needs PyInstaller)")
+    build = sub.add_parser("build-binary", help="build a one-file executable for Tauri's externalBin (needs Nuitka and a C compiler)")
     _common(build, False)
     build.add_argument("--output", "-o", metavar="DIR", default="dist",
                        help="where to write llm-sidecar-<target triple>[.exe] (default dist)")
