@@ -27,7 +27,7 @@ from jsonrpcserver import Error, Success
 from jsonrpcserver.async_main import dispatch_to_serializable
 
 from .decode import MAX_DEPTH, LineError, decode_line, may_nest_deeper, too_deep
-from .stdio import LINE_TOO_LONG, LineReader, LineWriter, _Marker
+from .stdio import LINE_TOO_LONG, LineReader, LineWriter, Marker
 
 log = logging.getLogger("sidecar.rpc")
 
@@ -198,7 +198,7 @@ class RpcServer:
                 self._idle.set()
                 self._idle = anyio.Event()
 
-    async def _answer(self, line: bytes | _Marker) -> None:
+    async def _answer(self, line: bytes | Marker) -> None:
         try:
             await self._handle_line(line)
         finally:
@@ -206,7 +206,7 @@ class RpcServer:
             if self._eof and self._answering == 0:
                 self.input_closed.set()
 
-    async def _handle_line(self, line: bytes | _Marker) -> None:
+    async def _handle_line(self, line: bytes | Marker) -> None:
         assert self._writer is not None
         if line is LINE_TOO_LONG:
             await self._send(_error(PARSE_ERROR, "Parse error: line longer than the 16 MiB limit"))
