@@ -59,6 +59,7 @@ class App:
         )
         self.rpc: RpcServer | None = None
         """the serving RPC server, once ``serve`` runs: long-lived tasks (the proxy) are spawned in it"""
+        self._served = False
 
     def _build_usage(self) -> UsageStore:
         from .usage import UsageStore, catalog_prices
@@ -75,20 +76,27 @@ class App:
 
     def _warm_up_usage(self) -> None:
         time.sleep(1.0)
-        self.usage.get().warm_up()
+        if not self._served:
+            self.usage.get().warm_up()
 
-    async def serve(self, *, drain_timeout: float, parent_pid: int | None) -> None:
-        out_fd = protect_stdout()
+    async def serve(
+        self, *, drain_timeout: float, parent_pid: int | None, pipes: tuple[int, int] | None = None
+    ) -> None:
+        """Serve on stdin and stdout (guarded: nothing else may write there), or on ``pipes`` (in, out) inside
+        another program (a test), which the server then neither signals nor ends."""
+        in_fd, out_fd = pipes if pipes is not None else (0, protect_stdout())
         server = RpcServer(
-            rpc_method.bind(self.api), map_error=map_error, drain_timeout=drain_timeout, parent_pid=parent_pid
+            rpc_method.bind(self.api), map_error=map_error, drain_timeout=drain_timeout, parent_pid=parent_pid,
+            owns_process=pipes is None,
         )
         self.rpc = server
         ready = SidecarReady(version=__version__, protocol_version=PROTOCOL_VERSION, pid=os.getpid())
         self.engine.warm_up()
         threading.Thread(target=self._warm_up_usage, name="usage-warm-up", daemon=True).start()
         try:
-            await server.serve(0, out_fd, ready=("sidecar-ready", ready))
+            await server.serve(in_fd, out_fd, ready=("sidecar-ready", ready))
         finally:
+            self._served = True
             await self.engine.aclose()
             usage = self.usage.built
             if usage is not None:

@@ -110,12 +110,16 @@ class RpcServer:
         drain_timeout: float = 60.0,
         exit_deadline: float = 2.0,
         parent_pid: int | None = None,
+        owns_process: bool = True,
     ) -> None:
+        """``owns_process``: a stop that overruns ``exit_deadline`` ends the process, and signals stop the
+        server; False when it serves inside another program (a test), which must outlive it."""
         self._map_error = map_error
         self._methods = {name: self._wrap(spec) for name, spec in methods.items()}
         self._drain_timeout = drain_timeout
         self._exit_deadline = exit_deadline
         self._parent_pid = parent_pid
+        self._owns_process = owns_process
         self._writer: LineWriter | None = None
         self._tg: TaskGroup | None = None
         self._inflight = 0
@@ -149,6 +153,8 @@ class RpcServer:
         log.info("stopping")
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
+        if not self._owns_process:
+            return
         # Whatever happens to stdout or a stuck task, the process ends in time.
         timer = threading.Timer(self._exit_deadline - 0.2, _hard_exit)
         timer.daemon = True
@@ -321,6 +327,9 @@ class RpcServer:
     # --- lifecycle watchers ------------------------------------------------------
 
     async def _watch_signals(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        if not self._owns_process:
+            task_status.started()
+            return
         if os.name != "posix":
             token = anyio.lowlevel.current_token()
             for sig in (signal.SIGINT, getattr(signal, "SIGBREAK", signal.SIGINT)):
