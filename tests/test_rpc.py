@@ -511,6 +511,21 @@ def test_register_refuses_a_builtin_id(sc, builtin):
     assert by_id[builtin]["is_custom"] is False and by_id[builtin]["name"] != "My Local"
 
 
+def test_register_refuses_the_offline_protocol(sc):
+    resp = sc.request("llm_register_custom_provider", {**LOCAL, "id": "my-mock", "protocol": "mock"})
+    assert error_of(resp, -32000, resp["id"])["data"]["code"] == "invalid_request"
+    assert "my-mock" not in [p["id"] for p in sc.call("list_providers")]
+
+
+def test_the_offline_provider_never_reports_a_key(rpc):
+    """A key saved for it anyway (the null keychain takes it) is not its: it reaches no service."""
+    assert rpc.call("save_api_key", {"provider": "mock", "api_key": "sk-unused-0123456789"})["has_api_key"] is True
+    assert rpc.call("save_api_key", {"provider": "groq", "api_key": "gsk-0123456789"})["has_api_key"] is True
+    by_id = {p["id"]: p for p in rpc.call("list_providers")}
+    assert (by_id["mock"]["has_api_key"], by_id["mock"]["key_source"]) == (False, None)
+    assert (by_id["groq"]["has_api_key"], by_id["groq"]["key_source"]) == (True, "keyring")
+
+
 def test_remove_builtin_or_unknown_provider_removes_nothing(sc):
     assert sc.call("llm_remove_custom_provider", {"id": "unknown-one"}) == {"removed": False}
     resp = sc.request("llm_remove_custom_provider", {"id": "openai"})
