@@ -1,4 +1,6 @@
-"""One small function per RPC method: take decoded params, call a service, return a wire type."""
+"""One small function per RPC method: take decoded params, call a service, return a wire type.
+
+Each is declared once, by ``@rpc_method("summary")``: its name, params and result types are its signature."""
 
 from __future__ import annotations
 
