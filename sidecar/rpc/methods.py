@@ -8,7 +8,6 @@ cannot drift apart. Knows nothing of what the methods do.
 
 from __future__ import annotations
 
-import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,7 +42,8 @@ class MethodRegistry:
             if name in self._declared:
                 raise ValueError(f"RPC method {name!r} is declared twice")
             hints = typing.get_type_hints(fn)
-            args = list(inspect.signature(fn).parameters)[2:]  # after self and ctx
+            code = fn.__code__
+            args = code.co_varnames[2 : code.co_argcount]  # the positional parameters after self and ctx
             if len(args) > 1:
                 raise TypeError(f"RPC method {name!r} takes at most one params argument")
             if "return" not in hints or (args and args[0] not in hints):
