@@ -43,7 +43,7 @@ BEGIN, END = "<!-- bench:first-token:begin -->", "<!-- bench:first-token:end -->
 
 sys.path.insert(0, str(BENCH))
 from report import Upstream, direct_ttft, p90, sidecar_ttft, start_sidecar  # noqa: E402
-from run import Child, _use_project_venv, child_env, machine  # noqa: E402
+from run import Child, child_env, machine, use_project_venv  # noqa: E402
 
 ECHO_FLOOR = r"""
 import os, sys
@@ -276,7 +276,7 @@ def main() -> None:
     ap.add_argument("--relay-rounds", type=int, default=6, help="with --baseline: relay rounds comparing the "
                     "two (default 6; 0 skips them)")
     args = ap.parse_args()
-    _use_project_venv()
+    use_project_venv()
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
     figures = run(args.rounds, args.baseline)

@@ -56,7 +56,7 @@ BASE_PATH = {"openai": "/v1", "gemini": "/v1beta"}
 CONCURRENT = 100
 
 sys.path.insert(0, str(BENCH))
-from run import Child, _use_project_venv, child_env, machine  # noqa: E402
+from run import Child, child_env, machine, use_project_venv  # noqa: E402
 
 
 def status_kib(pid: int, key: str) -> int | None:
@@ -562,7 +562,7 @@ def main() -> None:
     ap.add_argument("--litellm-python", type=Path, default=Path("/tmp/litellm-venv/bin/python"),
                     help="python of a separate venv holding litellm (default /tmp/litellm-venv/bin/python)")
     args = ap.parse_args()
-    _use_project_venv()
+    use_project_venv()
     args.chunks = args.chunks or (5_000 if args.quick else 20_000)
     args.reps = args.reps or (3 if args.quick else 5)
     args.ttft = args.ttft or (20 if args.quick else 60)

@@ -50,7 +50,7 @@ _SCRUB = ("OPENAI_API_KEY", "GROQ_API_KEY", "TOGETHER_API_KEY", "DEEPSEEK_API_KE
           "LLM_SIDECAR_LOG_LEVEL", "PYTHON_KEYRING_BACKEND")
 
 
-def _use_project_venv() -> None:
+def use_project_venv() -> None:
     """Re-run under the project's venv when started by another interpreter."""
     from importlib.util import find_spec
 
@@ -608,7 +608,7 @@ def main() -> None:
                     help="instead: cProfile one stream through each relay and print the top functions")
     ap.add_argument("--top", type=int, default=20, help="rows of each profile table (default 20)")
     args = ap.parse_args()
-    _use_project_venv()
+    use_project_venv()
     sys.path.insert(0, str(BENCH))
     args.runs = args.runs or (5 if args.quick else 15)
     args.reps = args.reps or (3 if args.quick else 9)

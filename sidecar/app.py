@@ -1,21 +1,21 @@
-"""The composition root: builds the services once and serves them over stdio."""
+"""The composition root: builds the services once, each given what it uses, and serves them over stdio."""
 
 from __future__ import annotations
 
 import os
 import threading
 import time
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from . import PROTOCOL_VERSION, __version__
-from .api import Api, method_table
+from .api import Api, rpc_method
 from .credentials import Credentials
 from .engine import Engine
 from .errors import SidecarError
+from .lazy import Lazy
 from .providers import Registry
 from .rpc import RpcError, RpcServer, protect_stdout
 from .settings import SettingsStore
@@ -23,7 +23,6 @@ from .trust import Trust
 from .types import SidecarReady
 
 if TYPE_CHECKING:
-    from .health import Health
     from .proxy import ProxyManager
     from .usage import UsageStore
 
@@ -44,46 +43,61 @@ class App:
         self.registry = Registry(self.settings, self.trust)
         self.credentials = Credentials(keyring_service, self.settings, self.trust)
         self.engine = Engine(self.registry, self.credentials, self.settings)
-        self.engine.observers.append(lambda outcome: self.usage.record(outcome))
-        self.api = Api(self)
+        # Built on first use, not at start-up: the first list_providers must not wait for them.
+        self.usage: Lazy[UsageStore] = Lazy(self._build_usage)
+        self.proxy: Lazy[ProxyManager] = Lazy(self._build_proxy)
+        self.engine.observers.append(lambda outcome: self.usage.get().record(outcome))
+        self.api = Api(
+            engine=self.engine,
+            registry=self.registry,
+            credentials=self.credentials,
+            settings=self.settings,
+            trust=self.trust,
+            data_dir=data_dir,
+            usage=self.usage,
+            proxy=self.proxy,
+        )
         self.rpc: RpcServer | None = None
         """the serving RPC server, once ``serve`` runs: long-lived tasks (the proxy) are spawned in it"""
+        self._served = False
 
-    # Built on first use, not at start-up: the first list_providers must not wait for them.
-
-    @cached_property
-    def usage(self) -> UsageStore:
+    def _build_usage(self) -> UsageStore:
         from .usage import UsageStore, catalog_prices
 
         return UsageStore(self.data_dir, price=catalog_prices(self.registry))
 
-    @cached_property
-    def proxy(self) -> ProxyManager:
+    def _build_proxy(self) -> ProxyManager:
         """The local OpenAI-compatible proxy; Starlette and Uvicorn load only when it starts."""
         from .proxy import ProxyManager
 
-        return ProxyManager(self)
-
-    @property
-    def health(self) -> Health:
-        return self.engine.health
+        if self.rpc is None:
+            raise SidecarError("internal", "the proxy runs only inside a serving sidecar")
+        return ProxyManager(self.engine, self.registry, self.credentials, self.rpc)
 
     def _warm_up_usage(self) -> None:
         time.sleep(1.0)
-        self.usage.warm_up()
+        if not self._served:
+            self.usage.get().warm_up()
 
-    async def serve(self, *, drain_timeout: float, parent_pid: int | None) -> None:
-        out_fd = protect_stdout()
+    async def serve(
+        self, *, drain_timeout: float, parent_pid: int | None, pipes: tuple[int, int] | None = None
+    ) -> None:
+        """Serve on stdin and stdout (guarded: nothing else may write there), or on ``pipes`` (in, out) inside
+        another program (a test), which the server then neither signals nor ends."""
+        in_fd, out_fd = pipes if pipes is not None else (0, protect_stdout())
         server = RpcServer(
-            method_table(self.api), map_error=map_error, drain_timeout=drain_timeout, parent_pid=parent_pid
+            rpc_method.bind(self.api), map_error=map_error, drain_timeout=drain_timeout, parent_pid=parent_pid,
+            owns_process=pipes is None,
         )
         self.rpc = server
         ready = SidecarReady(version=__version__, protocol_version=PROTOCOL_VERSION, pid=os.getpid())
         self.engine.warm_up()
         threading.Thread(target=self._warm_up_usage, name="usage-warm-up", daemon=True).start()
         try:
-            await server.serve(0, out_fd, ready=("sidecar-ready", ready))
+            await server.serve(in_fd, out_fd, ready=("sidecar-ready", ready))
         finally:
+            self._served = True
             await self.engine.aclose()
-            if "usage" in self.__dict__:
-                self.usage.close()
+            usage = self.usage.built
+            if usage is not None:
+                usage.close()

@@ -218,7 +218,7 @@ class Chat:
     def providers(self) -> None:
         rows = []
         for p in self.app.registry.all():
-            if p.protocol == "mock" or not p.requires_api_key:
+            if not p.requires_api_key:
                 source = self.app.credentials.known_source(p) if p.api_key_env else None
                 key = f"key: {source}" if source else "no key needed"
             else:
@@ -231,7 +231,7 @@ class Chat:
             self.say(f"  {pid:<{width}}  {protocol:<{pwidth}}  {key}")
 
     def key(self, rest: str) -> None:
-        from .api import _clean_key
+        from .credentials import clean_key
 
         parts = rest.split()
         if len(parts) != 2 or parts[0] != "set":
@@ -249,7 +249,7 @@ class Chat:
             self.error("no key saved")
             return
         try:
-            key = _clean_key(typed)
+            key = clean_key(typed)
             self.portal.call(self.app.credentials.save, provider, key)
         except SidecarError as exc:
             self.error(exc.info.message)
@@ -319,7 +319,8 @@ def run(app: App, model: str | None) -> int:
         finally:
             with suppress(Exception):
                 portal.call(app.engine.aclose)
-            if "usage" in app.__dict__:
+            usage = app.usage.built
+            if usage is not None:
                 with suppress(Exception):
-                    app.usage.close()
+                    usage.close()
 

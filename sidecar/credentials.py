@@ -34,6 +34,17 @@ FIX = (
 )
 
 
+def clean_key(key: str) -> str:
+    """A key as the user pasted it, trimmed; invalid_request when it cannot go in a header."""
+    key = key.strip()
+    if not key:
+        raise SidecarError("invalid_request", "api_key must not be empty")
+    if not header_safe(key) or " " in key or len(key) > 4096:
+        raise SidecarError("invalid_request", "api_key must be printable ASCII without spaces, at most 4096 "
+                           "characters (a pasted key may carry an invisible character)")
+    return key
+
+
 def preview(key: str) -> str:
     """``…`` and the last 4 characters, after the first 3 for keys of 20 or more (``sk-…abcd``).
 

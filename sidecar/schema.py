@@ -1,4 +1,4 @@
-"""The OpenRPC document, generated from the msgspec types and the method table.
+"""The OpenRPC document, generated from the msgspec types and the methods the Api declares.
 
 Two adjustments make it a faithful source for TypeScript: the unions (Message,
 ContentPart, StreamEvent) get named components, and in types that only ever flow out
@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from . import PROTOCOL_VERSION, __version__
-from .api import METHODS
+from .api import rpc_method
 from .types import ContentPart, Message, SidecarReady, StreamEvent
 
 REF = "#/components/schemas/{name}"
@@ -64,11 +64,12 @@ def _always_written(cls: type) -> list[str]:
 
 
 def build() -> dict[str, Any]:
+    declared = rpc_method.declared
     types: list[Any] = [SidecarReady, *UNIONS.values()]
-    for _, params, result, _ in METHODS:
-        if params is not None:
-            types.append(params)
-        types.append(result)
+    for d in declared:
+        if d.params is not None:
+            types.append(d.params)
+        types.append(d.result)
     schemas, components = msgspec.json.schema_components(types, ref_template=REF)
     by_type = dict(zip(map(id, types), schemas, strict=True))
 
@@ -76,7 +77,7 @@ def build() -> dict[str, Any]:
     components = {k: _name_unions(v, unions) for k, v in components.items()}
     components.update(unions)
 
-    inputs = _closure({p.__name__ for _, p, _, _ in METHODS if p is not None}, components)
+    inputs = _closure({d.params.__name__ for d in declared if d.params is not None}, components)
     structs = {
         cls.__name__: cls
         for cls in _all_struct_types(types)
@@ -88,8 +89,9 @@ def build() -> dict[str, Any]:
             components[name]["required"] = sorted(set(components[name].get("required", [])) | set(required))
 
     methods = []
-    for name, params, result, summary in METHODS:
-        method: dict[str, Any] = {"name": name, "summary": summary, "paramStructure": "by-name", "params": []}
+    for d in declared:
+        params = d.params
+        method: dict[str, Any] = {"name": d.name, "summary": d.summary, "paramStructure": "by-name", "params": []}
         if params is not None:
             spec = components[params.__name__]
             method["x-params-type"] = params.__name__
@@ -97,7 +99,7 @@ def build() -> dict[str, Any]:
                 {"name": field, "required": field in spec.get("required", []), "schema": schema}
                 for field, schema in spec["properties"].items()
             ]
-        method["result"] = {"name": "result", "schema": _name_unions(by_type[id(result)], unions)}
+        method["result"] = {"name": "result", "schema": _name_unions(by_type[id(d.result)], unions)}
         methods.append(method)
 
     return {

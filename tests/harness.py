@@ -23,17 +23,21 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "upstream"  # recorded upstream streams; origins in INDEX.md there
 
 # Variables that would leak a real key or a real keychain into a test.
-_SCRUB = ("OPENAI_API_KEY", "GROQ_API_KEY", "TOGETHER_API_KEY", "DEEPSEEK_API_KEY", "MISTRAL_API_KEY",
+SCRUB = ("OPENAI_API_KEY", "GROQ_API_KEY", "TOGETHER_API_KEY", "DEEPSEEK_API_KEY", "MISTRAL_API_KEY",
           "OPENROUTER_API_KEY", "XAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY",
           "COHERE_API_KEY", "AZURE_OPENAI_API_KEY", "FIREWORKS_API_KEY", "PERPLEXITY_API_KEY",
           "LLM_SIDECAR_DATA_DIR", "LLM_SIDECAR_KEYRING_SERVICE", "LLM_SIDECAR_LOG_LEVEL", "PYTHON_KEYRING_BACKEND")
 
 
+TEST_ENV = {"PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+            "NO_PROXY": "127.0.0.1,127.0.0.2,localhost", "no_proxy": "127.0.0.1,127.0.0.2,localhost"}
+"""no keychain, and loopback never through a proxy from the environment"""
+
+
 def sidecar_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
-    env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"
+    env = {k: v for k, v in os.environ.items() if k not in SCRUB}
+    env.update(TEST_ENV)
     env["LLM_SIDECAR_DATA_DIR"] = str(data_dir)
-    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,127.0.0.2,localhost"
     env.update(extra)
     return {k: v for k, v in env.items() if v is not None}
 
@@ -54,6 +58,10 @@ class Sidecar:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=full_env, cwd=ROOT, preexec_fn=preexec_fn,
         )
+        self.listen()
+
+    def listen(self) -> None:
+        """Read ``self.proc``'s stdout and stderr as they come."""
         self.messages: list[Any] = []
         self.raw_lines: list[bytes] = []
         self.bad_lines: list[bytes] = []
@@ -147,6 +155,20 @@ class Sidecar:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
+
+
+def assert_clean(sc: Sidecar, *, alive: bool = True) -> None:
+    """stdout carried only JSON-RPC lines, the first being sidecar-ready."""
+    assert sc.bad_lines == [], sc.bad_lines
+    for raw in sc.raw_lines:
+        msgs = json.loads(raw)
+        for m in msgs if isinstance(msgs, list) else [msgs]:
+            assert isinstance(m, dict) and m.get("jsonrpc") == "2.0", raw[:200]
+            assert "method" in m or "result" in m or "error" in m, raw[:200]
+    first = json.loads(sc.raw_lines[0])
+    assert first["method"] == "sidecar-ready" and "id" not in first
+    if alive:
+        assert sc.proc.poll() is None, f"the sidecar exited: {sc.stderr.decode()[-3000:]}"
 
 
 def text_of(events: list[dict[str, Any]]) -> str:
@@ -264,7 +286,8 @@ class Upstream:
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.base_url = f"http://{host}:{self.port}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # a short poll: close() waits for the loop to notice (0.5 s by default, paid by every test that makes one)
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
 
     def close(self) -> None:
         self.server.shutdown()

@@ -8,12 +8,12 @@ Expected values are written out by hand or read from the recorded payloads with 
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
+from conftest import ModuleSidecar
 from harness import FIXTURES, Reply, Sidecar, Upstream, check_stream_invariants, fixture_payloads, text_of
 
 KEY = "co-test-0123456789abcdefSECRET"
@@ -26,26 +26,10 @@ COHERE_FIXTURES = sorted(p.name for p in (FIXTURES / "cohere").iterdir() if p.is
 # --- fixtures: one keyed sidecar for the module, one upstream per test (open until the module ends) ---
 
 
-@pytest.fixture(scope="module")
-def _shared() -> Iterator[dict[str, Any]]:
-    state: dict[str, Any] = {"sidecar": None, "upstreams": []}
-    yield state
-    if state["sidecar"] is not None:
-        state["sidecar"].kill()
-    closers = [threading.Thread(target=u.close) for u in state["upstreams"]]
-    for t in closers:
-        t.start()
-    for t in closers:
-        t.join(5)
-
-
 @pytest.fixture
-def sidecar(_shared: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
-    sc = _shared["sidecar"]
-    if sc is None or sc.proc.poll() is not None:
-        sc = _shared["sidecar"] = Sidecar(tmp_path_factory.mktemp("data"), env={
-            "MY_CO_KEY": KEY, "LLM_SIDECAR_ALLOW_ENV": "MY_CO_KEY=127.0.0.1,NOT_SET_ANYWHERE=127.0.0.1"})
-        sc.wait_for(lambda m: m.get("method") == "sidecar-ready")
+def sidecar(module_sidecar: ModuleSidecar) -> Iterator[Sidecar]:
+    sc = module_sidecar.get(env={
+        "MY_CO_KEY": KEY, "LLM_SIDECAR_ALLOW_ENV": "MY_CO_KEY=127.0.0.1,NOT_SET_ANYWHERE=127.0.0.1"})
     yield sc
     assert sc.bad_lines == [], "stdout carried a line that is not JSON"
     text = b"".join(sc.raw_lines).decode()
@@ -53,10 +37,8 @@ def sidecar(_shared: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -
 
 
 @pytest.fixture
-def upstream(_shared: dict[str, Any]) -> Upstream:
-    server = Upstream()
-    _shared["upstreams"].append(server)
-    return server
+def upstream(module_sidecar: ModuleSidecar) -> Upstream:
+    return module_sidecar.upstream()
 
 
 def register(sc: Sidecar, upstream: Upstream, provider_id: str = "co", **extra: Any) -> None:

@@ -8,12 +8,12 @@ streams, read with the stdlib ``json`` module (``expected_of`` in test_gemini_pr
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import ModuleSidecar
 from harness import FIXTURES, Reply, Sidecar, Upstream, check_stream_invariants, fixture_body, text_of
 from test_gemini_protocol import FINISH, compact, expected_of, wire_messages
 
@@ -25,34 +25,16 @@ GEMINI_FIXTURES = sorted(p.name for p in (FIXTURES / "gemini").iterdir() if p.is
 # --- one sidecar for the module (with the key in its environment), one upstream per test ---------------
 
 
-@pytest.fixture(scope="module")
-def _shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    state: dict[str, Any] = {"sidecar": None, "upstreams": []}
-    yield state
-    if state["sidecar"] is not None:
-        state["sidecar"].kill()
-    closers = [threading.Thread(target=u.close) for u in state["upstreams"]]
-    for t in closers:
-        t.start()
-    for t in closers:
-        t.join(5)
-
-
 @pytest.fixture
-def sidecar(_shared: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
-    sc = _shared["sidecar"]
-    if sc is None or sc.proc.poll() is not None:
-        sc = _shared["sidecar"] = Sidecar(tmp_path_factory.mktemp("data"), "--allow-env", "MY_GEM_KEY=127.0.0.1",
-                                          env={"MY_GEM_KEY": KEY})
-        sc.wait_for(lambda m: m.get("method") == "sidecar-ready")
+def sidecar(module_sidecar: ModuleSidecar) -> Iterator[Sidecar]:
+    sc = module_sidecar.get("--allow-env", "MY_GEM_KEY=127.0.0.1", env={"MY_GEM_KEY": KEY})
     yield sc
     assert sc.bad_lines == [], "stdout carried a line that is not JSON"
 
 
 @pytest.fixture
-def upstream(_shared: dict[str, Any], sidecar: Sidecar) -> Upstream:
-    server = Upstream()
-    _shared["upstreams"].append(server)
+def upstream(module_sidecar: ModuleSidecar, sidecar: Sidecar) -> Upstream:
+    server = module_sidecar.upstream()
     sidecar.call("llm_register_custom_provider", {
         "id": "gem", "name": "G", "protocol": "gemini", "base_url": f"http://127.0.0.1:{server.port}/v1beta",
         "api_key_env": "MY_GEM_KEY",

@@ -7,12 +7,12 @@ Expected values are written out by hand or read from the recorded lines with the
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import ModuleSidecar
 from harness import FIXTURES, Reply, Sidecar, Upstream, check_stream_invariants, text_of
 
 MODEL = "llama3.2:3b"
@@ -24,34 +24,16 @@ DOMAIN_ERROR = -32000
 # --- fixtures: one sidecar for the module, one upstream per test (kept open until the module ends) ---
 
 
-@pytest.fixture(scope="module")
-def _shared() -> Iterator[dict[str, Any]]:
-    state: dict[str, Any] = {"sidecar": None, "upstreams": []}
-    yield state
-    if state["sidecar"] is not None:
-        state["sidecar"].kill()
-    closers = [threading.Thread(target=u.close) for u in state["upstreams"]]
-    for t in closers:
-        t.start()
-    for t in closers:
-        t.join(5)
-
-
 @pytest.fixture
-def sidecar(_shared: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
-    sc = _shared["sidecar"]
-    if sc is None or sc.proc.poll() is not None:
-        sc = _shared["sidecar"] = Sidecar(tmp_path_factory.mktemp("data"))
-        sc.wait_for(lambda m: m.get("method") == "sidecar-ready")
+def sidecar(module_sidecar: ModuleSidecar) -> Iterator[Sidecar]:
+    sc = module_sidecar.get()
     yield sc
     assert sc.bad_lines == [], "stdout carried a line that is not JSON"
 
 
 @pytest.fixture
-def upstream(_shared: dict[str, Any]) -> Upstream:
-    server = Upstream()
-    _shared["upstreams"].append(server)
-    return server
+def upstream(module_sidecar: ModuleSidecar) -> Upstream:
+    return module_sidecar.upstream()
 
 
 def register(sc: Sidecar, upstream: Upstream, provider_id: str = "oll", **extra: Any) -> None:

@@ -1,4 +1,6 @@
-"""The catalog, configure_provider (Azure included), live model lists and local discovery, through the real process."""
+"""The catalog, configure_provider (Azure included), live model lists and local discovery, over real pipes:
+a sidecar served in this process where the test needs nothing else (the ``sidecar`` fixture below), the real
+process where it restarts one or gives it a command line or an environment."""
 
 from __future__ import annotations
 
@@ -39,6 +41,11 @@ def new_server(servers: list[Upstream], routes: dict[str, Reply]) -> Upstream:
     s.replies.update(routes)
     servers.append(s)
     return s
+
+
+@pytest.fixture
+def sidecar(rpc: Sidecar) -> Sidecar:
+    return rpc
 
 
 def restart(sc: Sidecar, data_dir: Path, **env: str) -> Sidecar:

@@ -68,8 +68,8 @@ def test_host_and_token_checks() -> None:
     assert not security.token_ok("Basic abc", "abc") and not security.token_ok("Bearer abd", "abc")
 
 
-class _FakeRpc:
-    """Just what the proxy uses of the RPC server: spawn, and the end-of-input event."""
+class FakeHost:
+    """Just what the proxy uses of the RPC server (its ``TaskHost``): spawn, and the end-of-input event."""
 
     def __init__(self, tg: Any) -> None:
         self.tg = tg
@@ -82,26 +82,27 @@ class _FakeRpc:
 def test_the_server_restarts_when_its_task_dies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
     from sidecar.app import App
+    from sidecar.proxy import ProxyManager
 
     async def main() -> None:
         app = App(tmp_path, "llm-sidecar-test")
         async with anyio.create_task_group() as tg:
-            app.rpc = _FakeRpc(tg)  # type: ignore[assignment]
-            url, token = await app.proxy.ensure_running()
-            assert await app.proxy.ensure_running() == (url, token)
+            proxy = ProxyManager(app.engine, app.registry, app.credentials, FakeHost(tg))
+            url, token = await proxy.ensure_running()
+            assert await proxy.ensure_running() == (url, token)
             auth = {"authorization": f"Bearer {token}"}
             async with httpx.AsyncClient(trust_env=False) as client:
                 assert (await client.get(f"{url}/models", headers=auth)).status_code == 200
-                run = app.proxy._run
+                run = proxy._run
                 assert run is not None
                 first = run.server
                 first.should_exit = True  # the server ends without being asked to stop: a crash
                 with anyio.fail_after(5):
                     while run.server is first or not run.server.started:
                         await anyio.sleep(0.05)
-                assert app.proxy.running and app.proxy.url == url
+                assert proxy.running and proxy.url == url
                 assert (await client.get(f"{url}/models", headers=auth)).status_code == 200
-            assert await app.proxy.stop() and not app.proxy.running
+            assert await proxy.stop() and not proxy.running
             await app.engine.aclose()
 
     anyio.run(main)

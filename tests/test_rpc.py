@@ -1,7 +1,10 @@
 """The JSON-RPC layer as a frontend sees it: odd input never kills the process, every
 request that carries an id is answered, and each section 4 method answers with its shape.
 
-Everything here drives the real ``python -m sidecar`` over real pipes (CONTRACT sections 1, 2, 4, 5).
+The read-only tests share one sidecar served in this process over real pipes (tests/inprocess.py: the
+same App, server, reader and writer, without a child's start-up); those marked ``ALSO_AS_PROCESS`` run
+against the real ``python -m sidecar`` too, and so do the tests of what only a process has (its stdout,
+the command line, a restart) (CONTRACT sections 1, 2, 4, 5).
 """
 
 from __future__ import annotations
@@ -13,12 +16,12 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import ROOT, Sidecar, check_stream_invariants, sidecar_env, text_of
+from conftest import ALSO_AS_PROCESS, PROCESS_ONLY
+from harness import ROOT, Sidecar, assert_clean, check_stream_invariants, sidecar_env, text_of
 
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 USER_HI = [{"role": "user", "content": "hi"}]
@@ -76,20 +79,6 @@ def exchange(sc: Sidecar, data: bytes | list[bytes], count: int, *, timeout: flo
     return got
 
 
-def assert_clean(sc: Sidecar, *, alive: bool = True) -> None:
-    """stdout carried only JSON-RPC lines, the first being sidecar-ready."""
-    assert sc.bad_lines == [], sc.bad_lines
-    for raw in sc.raw_lines:
-        msgs = json.loads(raw)
-        for m in msgs if isinstance(msgs, list) else [msgs]:
-            assert isinstance(m, dict) and m.get("jsonrpc") == "2.0", raw[:200]
-            assert "method" in m or "result" in m or "error" in m, raw[:200]
-    first = json.loads(sc.raw_lines[0])
-    assert first["method"] == "sidecar-ready" and "id" not in first
-    if alive:
-        assert sc.proc.poll() is None, f"the sidecar exited: {sc.stderr.decode()[-3000:]}"
-
-
 def error_of(msg: dict[str, Any], code: int, id_: Any) -> dict[str, Any]:
     assert "result" not in msg, msg
     assert msg.get("jsonrpc") == "2.0" and msg.get("id", "missing") == id_, msg
@@ -98,33 +87,6 @@ def error_of(msg: dict[str, Any], code: int, id_: Any) -> dict[str, Any]:
     return msg["error"]
 
 
-class _Shared:
-    """One sidecar for the tests that change no state; replaced if a test killed it."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.proc: Sidecar | None = None
-
-    def get(self) -> Sidecar:
-        if self.proc is None or self.proc.proc.poll() is not None:
-            self.proc = started(Sidecar(self.data_dir))
-        return self.proc
-
-
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Shared]:
-    holder = _Shared(tmp_path_factory.mktemp("data"))
-    yield holder
-    if holder.proc is not None:
-        holder.proc.kill()
-
-
-@pytest.fixture
-def sc(shared: _Shared) -> Iterator[Sidecar]:
-    """A running sidecar on a private data dir (shared by the read-only tests of this module)."""
-    proc = shared.get()
-    yield proc
-    assert_clean(proc)
 
 
 # --- -32700: lines that are not JSON ----------------------------------------------------------
@@ -140,13 +102,14 @@ PARSE_ERRORS = {
 
 
 @pytest.mark.parametrize("data", PARSE_ERRORS.values(), ids=PARSE_ERRORS.keys())
+@ALSO_AS_PROCESS
 def test_parse_error(sc, data):
     [answer] = exchange(sc, data, 1)
     error_of(answer, -32700, None)
 
 
-def test_invalid_utf8_inside_a_string_is_a_parse_error(sidecar):
-    [answer] = exchange(sidecar, b'{"jsonrpc":"2.0","id":1,"method":"sidecar_info","params":{"x":"\xff"}}\n', 1)
+def test_invalid_utf8_inside_a_string_is_a_parse_error(sc):
+    [answer] = exchange(sc, b'{"jsonrpc":"2.0","id":1,"method":"sidecar_info","params":{"x":"\xff"}}\n', 1)
     error_of(answer, -32700, None)
 
 
@@ -175,11 +138,13 @@ def test_half_line_then_newline_is_a_parse_error(sc):
     error_of(answer, -32700, None)
 
 
+@ALSO_AS_PROCESS
 def test_request_split_across_writes_is_one_line(sc):
     [answer] = exchange(sc, [b'{"jsonrpc":"2.0","id":"split","me', b'thod":"get_active_provider"}', b"\n"], 1)
     assert answer == {"jsonrpc": "2.0", "id": "split", "result": None}
 
 
+@ALSO_AS_PROCESS
 def test_line_over_16_mib_is_a_parse_error_and_the_next_request_is_served(sc):
     huge = b'{"jsonrpc":"2.0","id":"huge","method":"sidecar_info","params":{"s":"' + b"a" * (17 << 20) + b'"}}\n'
     answers = exchange(sc, huge + line(req("after", "get_active_provider")), 2, timeout=60)
@@ -194,6 +159,7 @@ def test_line_just_under_16_mib_is_read(sc):
     error_of(answer, -32601, "big")
 
 
+@ALSO_AS_PROCESS
 def test_blank_lines_are_ignored(sc):
     assert exchange(sc, b"\n\n   \n\t\n\r\n", 0) == []
 
@@ -225,6 +191,7 @@ INVALID_REQUESTS = {
 
 
 @pytest.mark.parametrize(("data", "id_"), INVALID_REQUESTS.values(), ids=INVALID_REQUESTS.keys())
+@ALSO_AS_PROCESS
 def test_invalid_request(sc, data, id_):
     [answer] = exchange(sc, data, 1)
     assert isinstance(answer, dict), "a single invalid request (even []) gets a single answer, not an array"
@@ -237,6 +204,7 @@ def test_params_that_are_not_structured(sc):
         assert answer["id"] == n and answer["error"]["code"] in (-32600, -32602), answer
 
 
+@ALSO_AS_PROCESS
 def test_request_with_null_id_is_answered(sc):
     """``"id": null`` is a request, not a notification (discouraged by the spec, but answered)."""
     [answer] = exchange(sc, b'{"jsonrpc":"2.0","id":null,"method":"get_active_provider"}\n', 1)
@@ -253,6 +221,7 @@ def test_string_and_number_ids_are_echoed(sc):
 # --- batches -------------------------------------------------------------------------------------
 
 
+@ALSO_AS_PROCESS
 def test_batch_members_each_get_their_own_answer_in_one_array(sc):
     batch = [
         req(1, "get_active_provider"),
@@ -304,6 +273,7 @@ def test_all_notification_batch_gets_no_answer(sc):
 # --- notifications -----------------------------------------------------------------------------
 
 
+@ALSO_AS_PROCESS
 def test_notifications_get_no_response(sc):
     data = b"".join(line(n) for n in [
         {"jsonrpc": "2.0", "method": "get_active_provider"},
@@ -328,6 +298,7 @@ def test_notification_of_an_unknown_method_in_a_batch_gets_no_response(sc):
 
 
 @pytest.mark.parametrize("method", ["no_such_method", "", "rpc.discover", "LIST_PROVIDERS", "list_providers "])
+@ALSO_AS_PROCESS
 def test_unknown_method(sc, method):
     [answer] = exchange(sc, line(req(42, method)), 1)
     error_of(answer, -32601, 42)
@@ -352,6 +323,7 @@ INVALID_PARAMS = {
 
 
 @pytest.mark.parametrize(("params", "field"), INVALID_PARAMS.values(), ids=INVALID_PARAMS.keys())
+@ALSO_AS_PROCESS
 def test_invalid_params_names_the_field(sc, params, field):
     [answer] = exchange(sc, line(req(7, "llm_stream_text", params)), 1)
     err = error_of(answer, -32602, 7)
@@ -385,12 +357,14 @@ def test_no_stream_starts_after_a_rejected_request(sc):
 # --- the ready notification and a clean stdout ---------------------------------------------------------
 
 
+@PROCESS_ONLY
 def test_sidecar_ready_is_the_first_line(sc):
     first = json.loads(sc.raw_lines[0])
     assert first == {"jsonrpc": "2.0", "method": "sidecar-ready",
                      "params": {"version": VERSION, "protocol_version": 1, "pid": sc.proc.pid}}
 
 
+@PROCESS_ONLY
 def test_stdout_stays_clean_after_all_kinds_of_garbage(sc):
     garbage = [b"{bad\n", b"\xff\n", b"[" * 100_000 + b"\n", b"[]\n", b"1\n", b"\n",
                line({"jsonrpc": "2.0", "id": True, "method": "x"}), line([1, {"x": 1}])]
@@ -406,6 +380,7 @@ def test_stdout_stays_clean_after_all_kinds_of_garbage(sc):
 # --- section 4 methods: shapes -------------------------------------------------------------------
 
 
+@ALSO_AS_PROCESS
 def test_list_providers(sc):
     providers = sc.call("list_providers")
     ids = [p["id"] for p in providers]
@@ -435,6 +410,7 @@ def _check_model(m: dict[str, Any]) -> None:
         assert key not in m or isinstance(m[key], bool), m
 
 
+@ALSO_AS_PROCESS
 def test_list_available_models(sc):
     models = sc.call("llm_list_available_models")
     for m in models:
@@ -460,6 +436,7 @@ def test_llm_abort_stream_of_an_unknown_stream(sc):
     assert sc.call("llm_abort_stream", {"stream_id": "never-started"}) == {"aborted": False}
 
 
+@ALSO_AS_PROCESS
 def test_complete_chat_with_mock(sc):
     result = sc.call("complete_chat", {"model": "mock:echo", "messages": [{"role": "user", "content": "hello there"}]})
     assert result["content"] == "hello there"
@@ -468,6 +445,7 @@ def test_complete_chat_with_mock(sc):
     assert isinstance(result["usage"]["input_tokens"], int) and isinstance(result["usage"]["output_tokens"], int)
 
 
+@ALSO_AS_PROCESS
 def test_key_methods_with_no_key(sc):
     assert sc.call("get_api_key", {"provider": "openai"})["has_api_key"] is False
     assert sc.call("list_saved_providers") == []
@@ -487,7 +465,7 @@ def restart(sc: Sidecar, data_dir: Path) -> Sidecar:
     sc.close_stdin()
     assert sc.wait_exit(10) == 0
     assert_clean(sc, alive=False)
-    return started(Sidecar(data_dir))
+    return started(type(sc)(data_dir))  # the same kind: a process, or served in this process
 
 
 LOCAL = {"id": "my-local", "name": "My Local", "protocol": "openai", "base_url": "http://127.0.0.1:9/v1",
@@ -524,12 +502,28 @@ def test_custom_provider_register_persist_replace_remove(data_dir):
 
 
 @pytest.mark.parametrize("builtin", ["openai", "mock"])
+@ALSO_AS_PROCESS
 def test_register_refuses_a_builtin_id(sc, builtin):
     resp = sc.request("llm_register_custom_provider", {**LOCAL, "id": builtin})
     err = error_of(resp, -32000, resp["id"])
     assert err["data"]["code"] == "invalid_request"
     by_id = {p["id"]: p for p in sc.call("list_providers")}
     assert by_id[builtin]["is_custom"] is False and by_id[builtin]["name"] != "My Local"
+
+
+def test_register_refuses_the_offline_protocol(sc):
+    resp = sc.request("llm_register_custom_provider", {**LOCAL, "id": "my-mock", "protocol": "mock"})
+    assert error_of(resp, -32000, resp["id"])["data"]["code"] == "invalid_request"
+    assert "my-mock" not in [p["id"] for p in sc.call("list_providers")]
+
+
+def test_the_offline_provider_never_reports_a_key(rpc):
+    """A key saved for it anyway (the null keychain takes it) is not its: it reaches no service."""
+    assert rpc.call("save_api_key", {"provider": "mock", "api_key": "sk-unused-0123456789"})["has_api_key"] is True
+    assert rpc.call("save_api_key", {"provider": "groq", "api_key": "gsk-0123456789"})["has_api_key"] is True
+    by_id = {p["id"]: p for p in rpc.call("list_providers")}
+    assert (by_id["mock"]["has_api_key"], by_id["mock"]["key_source"]) == (False, None)
+    assert (by_id["groq"]["has_api_key"], by_id["groq"]["key_source"]) == (True, "keyring")
 
 
 def test_remove_builtin_or_unknown_provider_removes_nothing(sc):
@@ -539,8 +533,8 @@ def test_remove_builtin_or_unknown_provider_removes_nothing(sc):
     assert "openai" in [p["id"] for p in sc.call("list_providers")]
 
 
-def test_active_provider_persists_and_is_used(data_dir):
-    sc = started(Sidecar(data_dir))
+def test_active_provider_persists_and_is_used(rpc, data_dir):
+    sc = rpc
     try:
         assert sc.call("get_active_provider") is None
         resp = sc.request("llm_stream_text", {"messages": USER_HI})
@@ -566,8 +560,8 @@ def test_active_provider_persists_and_is_used(data_dir):
         sc.kill()
 
 
-def test_set_active_provider_errors(sidecar):
-    sc = sidecar
+def test_set_active_provider_errors(rpc):
+    sc = rpc
     resp = sc.request("set_active_provider", {"provider": "no-such-provider", "model": "x"})
     assert error_of(resp, -32000, resp["id"])["data"]["code"] == "unknown_provider"
     resp = sc.request("set_active_provider", {"provider": "mock"})

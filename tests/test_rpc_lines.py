@@ -3,19 +3,19 @@
 Deep nesting, lone UTF-16 surrogate escapes (what JavaScript's ``JSON.stringify`` writes for a string
 cut inside an emoji) and the non-JSON constants ``NaN``/``Infinity`` used to take a lenient path that
 either accepted what it should refuse or raised past the reader, so the client waited forever. Each
-case here is sent to the real sidecar, every answer that follows is counted, and the sidecar must
-then serve the next request.
+case here is sent to the sidecar (served in this process over real pipes; the tests marked
+``ALSO_AS_PROCESS`` also to the real ``python -m sidecar``), every answer that follows is counted, and the
+sidecar must then serve the next request.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ALSO_AS_PROCESS
 from harness import Sidecar, text_of
 
 DEPTHS = (500, 750, 950, 1_000, 5_000)
@@ -23,14 +23,6 @@ LIMIT = 128  # the documented limit (README, "Errors"): deeper requests are refu
 LONE = '"cut \\ud83d"'  # as JSON.stringify writes a string cut inside an emoji
 PLAIN = '"plain"'
 _seq = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def sc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
-    proc = Sidecar(Path(tmp_path_factory.mktemp("data")))
-    proc.wait_for(lambda m: m.get("method") == "sidecar-ready")
-    yield proc
-    proc.kill()
 
 
 def nested(kind: str, depth: int, leaf: str) -> str:
@@ -96,6 +88,7 @@ def test_deep_line_gets_exactly_one_answer(sc: Sidecar, depth: int, leaf: str, w
 
 
 @pytest.mark.parametrize("leaf", [LONE, PLAIN], ids=["lone-surrogate", "plain"])
+@ALSO_AS_PROCESS
 def test_nesting_at_the_limit_is_served(sc: Sidecar, leaf: str) -> None:
     id_ = f"limit-{next(_seq)}"
     [answer] = answers_to(sc, request_line(id_, "params", LIMIT, leaf))
@@ -104,6 +97,7 @@ def test_nesting_at_the_limit_is_served(sc: Sidecar, leaf: str) -> None:
     assert events[-1]["type"] == "done" and text_of(events) == "hi", events
 
 
+@ALSO_AS_PROCESS
 def test_one_level_over_the_limit_is_refused(sc: Sidecar) -> None:
     id_ = f"over-{next(_seq)}"
     [answer] = answers_to(sc, request_line(id_, "params", LIMIT + 1, PLAIN))
@@ -111,6 +105,7 @@ def test_one_level_over_the_limit_is_refused(sc: Sidecar) -> None:
     assert answer["error"]["code"] == -32600
 
 
+@ALSO_AS_PROCESS
 def test_lone_surrogate_in_a_shallow_request_is_still_served(sc: Sidecar) -> None:
     id_ = f"lone-{next(_seq)}"
     text = json.dumps({"jsonrpc": "2.0", "id": id_, "method": "llm_stream_text",
@@ -122,6 +117,7 @@ def test_lone_surrogate_in_a_shallow_request_is_still_served(sc: Sidecar) -> Non
     assert text_of(events) == "cut \ufffd", events
 
 
+@ALSO_AS_PROCESS
 def test_surrogate_pairs_and_escaped_backslashes_are_kept(sc: Sidecar) -> None:
     """Only lone surrogates are replaced: a pair stays the emoji, and ``\\\\ud800`` is text, not an escape."""
     id_ = f"pair-{next(_seq)}"
@@ -140,6 +136,7 @@ def test_nan_and_infinity_are_refused(sc: Sidecar, constant: str, escape: bool) 
     assert answer["error"]["code"] == -32700 and answer["id"] is None, answer
 
 
+@ALSO_AS_PROCESS
 def test_nan_next_to_a_lone_surrogate_is_refused(sc: Sidecar) -> None:
     data = (b'{"jsonrpc":"2.0","id":"nan-lone","method":"llm_stream_text","params":{"model":"mock:echo",'
             b'"messages":[{"role":"user","content":"\\ud83d"}],"temperature":NaN}}\n')
@@ -181,6 +178,7 @@ def test_batch_too_deep_to_parse_gets_one_parse_error(sc: Sidecar, depth: int, l
 
 
 @pytest.mark.parametrize("constant", ["NaN", "-Infinity"])
+@ALSO_AS_PROCESS
 def test_batch_with_nan_and_an_escape_is_refused(sc: Sidecar, constant: str) -> None:
     second = b'{"jsonrpc":"2.0","id":"x2","method":"no_such","params":{"s":"\\u00e9","n":' + constant.encode() + b"}}"
     data = b'[{"jsonrpc":"2.0","id":"x1","method":"get_active_provider"},' + second + b"]\n"

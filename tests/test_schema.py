@@ -21,9 +21,8 @@ CONTRACT_METHODS = {
     "sidecar_info", "shutdown",
 }
 EVENT_TYPES = {"start", "text_delta", "reasoning_delta", "reasoning_end", "redacted_reasoning", "tool_call_start",
-               "tool_call_delta", "tool_call", "usage", "retry", "fallback", "done", "error",
-               "step_start", "tool_calls_requested",  # tool loops only
-               "warning"}
+               "tool_call_delta", "tool_call", "usage", "retry", "fallback", "done", "error", "warning",
+               "step_start", "tool_calls_requested"}  # the last two: tool loops only
 
 
 def test_schema_is_fresh() -> None:

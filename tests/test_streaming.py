@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import json
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import register_upstream
+from conftest import ModuleSidecar, register_upstream
 from harness import (
     FIXTURES,
     Reply,
@@ -46,34 +45,16 @@ DOMAIN_ERROR = -32000
 # hands out later can never reach an old server through a connection pooled in the sidecar.
 
 
-@pytest.fixture(scope="module")
-def _shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    state: dict[str, Any] = {"sidecar": None, "upstreams": []}
-    yield state
-    if state["sidecar"] is not None:
-        state["sidecar"].kill()
-    closers = [threading.Thread(target=u.close) for u in state["upstreams"]]
-    for t in closers:
-        t.start()
-    for t in closers:
-        t.join(5)
-
-
 @pytest.fixture
-def sidecar(_shared: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
-    sc = _shared["sidecar"]
-    if sc is None or sc.proc.poll() is not None:  # first use, or an earlier test killed it
-        sc = _shared["sidecar"] = Sidecar(tmp_path_factory.mktemp("data"))
-        sc.wait_for(lambda m: m.get("method") == "sidecar-ready")
+def sidecar(module_sidecar: ModuleSidecar) -> Iterator[Sidecar]:
+    sc = module_sidecar.get()
     yield sc
     assert sc.bad_lines == [], "stdout carried a line that is not JSON"
 
 
 @pytest.fixture
-def upstream(_shared: dict[str, Any]) -> Upstream:
-    server = Upstream()
-    _shared["upstreams"].append(server)
-    return server
+def upstream(module_sidecar: ModuleSidecar) -> Upstream:
+    return module_sidecar.upstream()
 
 
 def new_id(prefix: str) -> str:

@@ -24,6 +24,7 @@ BUILTIN: tuple[Provider, ...] = (
         base_url="mock://local",
         requires_api_key=False,
         is_local=True,
+        configurable=False,
         models=(
             M("echo", "Echo: streams the last user message back", 1_000_000, 1_000_000, tools=False),
             M("script", "Script: plays back provider_options.script, one step per request", 1_000_000, 1_000_000,

@@ -58,6 +58,9 @@ class Provider:
     models: tuple[Model, ...] = ()
     is_local: bool = False
     is_custom: bool = False
+    configurable: bool = True
+    """False: the catalog's entry is used as it is: configure_provider refuses it and no key is looked up
+    for it (a provider that reaches no service, such as the offline one)"""
     stream_usage: bool = True
     """openai protocol: send stream_options.include_usage (a few servers reject it)"""
     max_tokens_field: str = "max_tokens"

@@ -91,7 +91,7 @@ class Registry:
             )
         from ..protocols import available
 
-        if cfg.protocol == "mock" or cfg.protocol not in available():
+        if cfg.protocol not in available():
             raise SidecarError("invalid_request", f"protocol {cfg.protocol!r} is not available for custom providers")
         _check_url(cfg.base_url)
         _check_headers(cfg.headers)
@@ -105,10 +105,10 @@ class Registry:
         if isinstance(params.base_url, str):
             _check_url(params.base_url)
         _check_headers(params.headers)
-        if params.id == "mock":
-            raise SidecarError("invalid_request", "the mock provider cannot be configured")
+        builtin = self._builtin.get(params.id)
+        if builtin is not None and not builtin.configurable:
+            raise SidecarError("invalid_request", f"the {params.id} provider cannot be configured")
         if isinstance(params.api_key_env, str):
-            builtin = self._builtin.get(params.id)
             self._trust.check_env_name(params.api_key_env, builtin.own_key_env if builtin else None)
         fields = ("base_url", "headers", "api_key_env", "extra_body", "limits")
         changes = {f: getattr(params, f) for f in fields if getattr(params, f) is not UNSET}

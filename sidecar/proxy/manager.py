@@ -1,12 +1,13 @@
 """The proxy's lifecycle: start on a port, keep it up (a server task that dies is restarted),
-stop it, and say truthfully whether it runs. Owned by the App, built on first use."""
+stop it, and say truthfully whether it runs. Built on first use, given the services it uses."""
 
 from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -16,8 +17,9 @@ from .security import is_loopback
 if TYPE_CHECKING:
     import socket
 
-    from ..app import App
-    from ..providers import Provider
+    from ..credentials import Credentials
+    from ..engine import Engine
+    from ..providers import Provider, Registry
     from ..types import ModelInfo
 
 log = logging.getLogger("sidecar.proxy")
@@ -26,6 +28,17 @@ LOOPBACK = "127.0.0.1"
 STOP_GRACE = 2.0
 """seconds a stop waits for requests in flight before cutting them"""
 RESTART_DELAY = 0.5
+
+
+class TaskHost(Protocol):
+    """Where the proxy's server task runs: beside the RPC requests (``RpcServer`` is one)."""
+
+    input_closed: anyio.Event
+    """set once no request can come any more: the proxy then takes no new connections"""
+
+    def spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run ``fn`` beside the requests; the end of input waits for it, a stop cancels it."""
+        ...
 
 
 @dataclass
@@ -49,8 +62,11 @@ class _Run:
 class ProxyManager:
     """One proxy at a time, served by Uvicorn in a task of the RPC server's task group."""
 
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(self, engine: Engine, registry: Registry, credentials: Credentials, host: TaskHost) -> None:
+        self.engine = engine
+        self.registry = registry
+        self.credentials = credentials
+        self.host = host
         self._run: _Run | None = None
         self._lock = anyio.Lock()
 
@@ -98,15 +114,12 @@ class ProxyManager:
     async def _start(self, host: str, port: int, token: str | None) -> tuple[str, str]:
         from .server import bind  # Starlette and Uvicorn load here, on first start
 
-        rpc = self.app.rpc
-        if rpc is None:
-            raise SidecarError("internal", "the proxy runs only inside a serving sidecar")
         if not is_loopback(host):
             log.warning("the proxy listens on %s, not only on this machine", host)
         sock = bind(host, port)
         run = _Run(host=host, port=sock.getsockname()[1], token=token or secrets.token_urlsafe(32), sock=sock)
         self._run = run
-        rpc.spawn(lambda: self._supervise(run))
+        self.host.spawn(lambda: self._supervise(run))
         log.info("proxy listening on %s", run.url)
         return run.url, run.token
 
@@ -130,16 +143,15 @@ class ProxyManager:
         """Serve until stopped; a server that ends on its own (a crash) is started again on the same port."""
         from .server import Access, bind, build_app, make_server
 
-        rpc = self.app.rpc
-        assert rpc is not None
-        app = build_app(self.app.engine, Access(run.token, run.port, run.host), self.models)
+        host = self.host
+        app = build_app(self.engine, Access(run.token, run.port, run.host), self.models)
         try:
             with run.scope:
                 async with anyio.create_task_group() as tg:
 
                     async def end_with_input() -> None:
                         # stdin closed: the sidecar drains and exits; the proxy takes no new connections
-                        await rpc.input_closed.wait()
+                        await host.input_closed.wait()
                         run.stopping = True
                         if run.server is not None:
                             run.server.should_exit = True
@@ -174,9 +186,8 @@ class ProxyManager:
 
     def providers(self) -> list[Provider]:
         """Providers a request can reach: a key is available, or none is needed."""
-        creds = self.app.credentials
-        return [p for p in self.app.registry.all()
-                if p.protocol == "mock" or not p.requires_api_key or creds.known_source(p) is not None]
+        creds = self.credentials
+        return [p for p in self.registry.all() if not p.requires_api_key or creds.known_source(p) is not None]
 
     async def models(self) -> list[ModelInfo]:
-        return await self.app.engine.list_models(self.providers(), False)
+        return await self.engine.list_models(self.providers(), False)

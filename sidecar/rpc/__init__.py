@@ -1,5 +1,6 @@
 """JSON-RPC 2.0 over stdio: framing, dispatch and lifecycle. Knows nothing of LLMs."""
 
+from .methods import Declaration, MethodRegistry
 from .server import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -20,6 +21,8 @@ __all__ = [
     "MAX_LINE",
     "METHOD_NOT_FOUND",
     "PARSE_ERROR",
+    "Declaration",
+    "MethodRegistry",
     "MethodSpec",
     "RequestContext",
     "RpcError",

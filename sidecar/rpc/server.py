@@ -27,7 +27,7 @@ from jsonrpcserver import Error, Success
 from jsonrpcserver.async_main import dispatch_to_serializable
 
 from .decode import MAX_DEPTH, LineError, decode_line, may_nest_deeper, too_deep
-from .stdio import LINE_TOO_LONG, LineReader, LineWriter, _Marker
+from .stdio import LINE_TOO_LONG, LineReader, LineWriter, Marker
 
 log = logging.getLogger("sidecar.rpc")
 
@@ -110,12 +110,16 @@ class RpcServer:
         drain_timeout: float = 60.0,
         exit_deadline: float = 2.0,
         parent_pid: int | None = None,
+        owns_process: bool = True,
     ) -> None:
+        """``owns_process``: a stop that overruns ``exit_deadline`` ends the process, and signals stop the
+        server; False when it serves inside another program (a test), which must outlive it."""
         self._map_error = map_error
         self._methods = {name: self._wrap(spec) for name, spec in methods.items()}
         self._drain_timeout = drain_timeout
         self._exit_deadline = exit_deadline
         self._parent_pid = parent_pid
+        self._owns_process = owns_process
         self._writer: LineWriter | None = None
         self._tg: TaskGroup | None = None
         self._inflight = 0
@@ -149,6 +153,8 @@ class RpcServer:
         log.info("stopping")
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
+        if not self._owns_process:
+            return
         # Whatever happens to stdout or a stuck task, the process ends in time.
         timer = threading.Timer(self._exit_deadline - 0.2, _hard_exit)
         timer.daemon = True
@@ -198,7 +204,7 @@ class RpcServer:
                 self._idle.set()
                 self._idle = anyio.Event()
 
-    async def _answer(self, line: bytes | _Marker) -> None:
+    async def _answer(self, line: bytes | Marker) -> None:
         try:
             await self._handle_line(line)
         finally:
@@ -206,7 +212,7 @@ class RpcServer:
             if self._eof and self._answering == 0:
                 self.input_closed.set()
 
-    async def _handle_line(self, line: bytes | _Marker) -> None:
+    async def _handle_line(self, line: bytes | Marker) -> None:
         assert self._writer is not None
         if line is LINE_TOO_LONG:
             await self._send(_error(PARSE_ERROR, "Parse error: line longer than the 16 MiB limit"))
@@ -321,6 +327,9 @@ class RpcServer:
     # --- lifecycle watchers ------------------------------------------------------
 
     async def _watch_signals(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        if not self._owns_process:
+            task_status.started()
+            return
         if os.name != "posix":
             token = anyio.lowlevel.current_token()
             for sig in (signal.SIGINT, getattr(signal, "SIGBREAK", signal.SIGINT)):

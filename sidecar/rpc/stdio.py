@@ -25,7 +25,9 @@ import anyio.to_thread
 MAX_LINE: Final = 16 * 1024 * 1024
 
 
-class _Marker:
+class Marker:
+    """What the reader hands over in place of a line (a line too long, the end)."""
+
     def __init__(self, name: str) -> None:
         self.name = name
 
@@ -33,9 +35,9 @@ class _Marker:
         return self.name
 
 
-LINE_TOO_LONG: Final = _Marker("LINE_TOO_LONG")
+LINE_TOO_LONG: Final = Marker("LINE_TOO_LONG")
 """Stands in for a line longer than the limit; its bytes are discarded, not buffered."""
-_END: Final = _Marker("END")
+_END: Final = Marker("END")
 
 
 def protect_stdout() -> int:
@@ -62,7 +64,7 @@ class LineReader:
     def __init__(self, fd: int, *, max_line: int = MAX_LINE, max_pending: int = 64) -> None:
         self._fd = fd
         self._max_line = max_line
-        self._pending: collections.deque[bytes | _Marker] = collections.deque()
+        self._pending: collections.deque[bytes | Marker] = collections.deque()
         self._slots = threading.Semaphore(max_pending)
         self._arrived = anyio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -74,7 +76,7 @@ class LineReader:
         thread.start()
         return thread
 
-    async def receive(self) -> bytes | _Marker | None:
+    async def receive(self) -> bytes | Marker | None:
         """The next line, or None at the end of the input."""
         while not self._pending:
             self._arrived = anyio.Event()
@@ -86,11 +88,11 @@ class LineReader:
         self._slots.release()
         return item
 
-    def _arrive(self, item: bytes | _Marker) -> None:  # in the loop's thread
+    def _arrive(self, item: bytes | Marker) -> None:  # in the loop's thread
         self._pending.append(item)
         self._arrived.set()
 
-    def _deliver(self, item: bytes | _Marker) -> bool:  # in the reader thread
+    def _deliver(self, item: bytes | Marker) -> bool:  # in the reader thread
         if item is not _END:
             self._slots.acquire()
         try:
@@ -124,7 +126,7 @@ class LineReader:
                         break
                     if not overflow:
                         buf += chunk[start:nl]
-                    item: bytes | _Marker = LINE_TOO_LONG if overflow or len(buf) > max_line else bytes(buf)
+                    item: bytes | Marker = LINE_TOO_LONG if overflow or len(buf) > max_line else bytes(buf)
                     buf.clear()
                     overflow = False
                     start = nl + 1
