@@ -27,6 +27,7 @@ from .framing import MessageReader, ReadLimits, pieces, read_body, too_large
 from .policy import CONNECT_S, IDLE_S, Policy, backoff_ms, policy_for, retry_after_ms
 from .protocols import WireProtocol, get_protocol
 from .protocols import mock as mock_protocol
+from .protocols.base import HttpRequest
 from .providers import Model, Provider, Registry, split_model
 from .settings import SettingsStore
 from .tokens import OutputTally, TokenCounter
@@ -404,6 +405,7 @@ class Engine:
         provider = target.provider
         protocol = self._protocol(provider)
         request = protocol.encode_request(target.params, provider, target.model, target.api_key)
+        assert isinstance(request, HttpRequest)
         decoder = protocol.decoder_for(provider.id, target.params)
         tally = OutputTally()
         import httpx
