@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import uuid
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -122,15 +121,7 @@ class Api:
     # --- streaming ----------------------------------------------------------------------
 
     async def llm_stream_text(self, ctx: RequestContext, params: StreamTextParams) -> StreamStarted:
-        stream_id = params.stream_id if isinstance(params.stream_id, str) else uuid.uuid4().hex
-        if not stream_id or len(stream_id) > 128:
-            raise SidecarError("invalid_request", "stream_id must be 1 to 128 characters")
-        scope = self.engine.reserve(stream_id)
-        try:
-            prepared = await self.engine.prepare(params)
-        except BaseException:
-            self.engine.release(stream_id)
-            raise
+        stream_id, scope, prepared = await self.engine.open(params.stream_id, params)
         sink = EventSink(stream_id, ctx.server.notify, after=ctx.responded)
         ctx.spawn(lambda: self.engine.run_stream(prepared, sink, scope))
         return StreamStarted(stream_id=stream_id)
@@ -153,15 +144,7 @@ class Api:
         return AbortStreamResult(aborted=self.engine.abort(params.stream_id))
 
     async def complete_chat(self, ctx: RequestContext, params: StreamTextParams) -> CompleteChatResult:
-        if not isinstance(params.stream_id, str):
-            return await self.engine.complete(await self.engine.prepare(params))
-        scope = self.engine.reserve(params.stream_id)  # so llm_abort_stream can cancel it too
-        try:
-            with scope:
-                return await self.engine.complete(await self.engine.prepare(params))
-            raise SidecarError("cancelled", "the request was cancelled")
-        finally:
-            self.engine.release(params.stream_id)
+        return await self.engine.complete_chat(params)
 
     # --- providers and models -----------------------------------------------------------
 

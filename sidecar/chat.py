@@ -29,6 +29,7 @@ import anyio.from_thread
 
 from .errors import SidecarError
 from .providers import split_model
+from .providers.catalog import OFFLINE_MODEL
 from .types import (
     AssistantMessage,
     DoneEvent,
@@ -48,7 +49,7 @@ from .types import (
 if TYPE_CHECKING:
     from .app import App
 
-DEFAULT_MODEL = "mock:echo"
+DEFAULT_MODEL = OFFLINE_MODEL
 PROMPT = "you> "
 STOPPED = "[stopped]"
 """shown after an answer stopped with Ctrl-C (on stdout: a stop you asked for is not an error)"""
@@ -64,7 +65,7 @@ Ctrl-C while an answer streams stops that answer and keeps the chat open."""
 
 
 def default_model(app: App, given: str | None) -> str:
-    """``--model``, else the active provider from the settings, else the offline ``mock:echo``."""
+    """``--model``, else the active provider from the settings, else the offline ``OFFLINE_MODEL``."""
     if given:
         return given
     active = app.settings.value.active
@@ -218,7 +219,7 @@ class Chat:
     def providers(self) -> None:
         rows = []
         for p in self.app.registry.all():
-            if p.protocol == "mock" or not p.requires_api_key:
+            if not p.requires_api_key:
                 source = self.app.credentials.known_source(p) if p.api_key_env else None
                 key = f"key: {source}" if source else "no key needed"
             else:

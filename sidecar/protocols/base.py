@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -47,6 +47,17 @@ class ProcessRequest:
     warnings: list[WarningEvent] = field(default_factory=list)
 
 
+@dataclass
+class LocalRequest:
+    """A model run inside the sidecar for one request: the protocol says how; the local transport runs it."""
+
+    generate: Callable[[], Generator[Event, None, tuple[FinishReason, Usage | None]]]
+    """a blocking generator of the answer's events, run in a worker thread; it returns how the answer finished
+    and its usage (None: counted by estimate). The transport checks for abort after each event and then closes
+    the generator, so every ``yield`` is a stopping point; a SidecarError it raises ends the attempt"""
+    warnings: list[WarningEvent] = field(default_factory=list)
+
+
 class StreamDecoder(Protocol):
     """Turns the upstream stream, one message at a time, into contract events.
 
@@ -72,8 +83,9 @@ class StreamDecoder(Protocol):
 class WireProtocol:
     name: str
     framing: Literal["sse", "ndjson"]
-    encode_request: Callable[[StreamTextParams, Provider, str, str | None], HttpRequest | ProcessRequest]
-    """(params, provider, model id, api key) -> the streaming request (a ``ProcessRequest`` for ``process``)"""
+    encode_request: Callable[[StreamTextParams, Provider, str, str | None], HttpRequest | ProcessRequest | LocalRequest]
+    """(params, provider, model id, api key) -> the streaming request (``ProcessRequest`` for the ``process``
+    transport, ``LocalRequest`` for ``local``)"""
     new_decoder: Callable[[str], StreamDecoder]
     """given the provider id, for messages"""
     map_http_error: Callable[[int, bytes, str], SidecarError]
