@@ -60,6 +60,7 @@ class ProcessTransport(WireTransport):
         assert protocol is not None and isinstance(request, ProcessRequest)
         decoding = Decoding(protocol.decoder_for(provider.id, target.params),
                             MessageReader("ndjson", self.options.read_limits.max_event_bytes, provider.id))
+        decoder = decoding.decoder
         tally = OutputTally()
         emit = run.emit
         cwd = request.cwd or tempfile.mkdtemp(prefix="llm-sidecar-")
@@ -73,35 +74,35 @@ class ProcessTransport(WireTransport):
                     "program": os.path.basename(request.argv[0]), "stdin_bytes": len(request.stdin)}})
             scope = anyio.CancelScope()
             watchdog = Watchdog(scope, policy.first_byte, policy.idle)
+            stderr_done = anyio.Event()
+            helpers = [asyncio.ensure_future(_write_stdin(proc, request.stdin)),
+                       asyncio.ensure_future(_keep_tail(proc, stderr, stderr_done))]
             try:
                 with scope:
-                    async with anyio.create_task_group() as tg:
-                        stderr_done = anyio.Event()
-                        tg.start_soon(_write_stdin, proc, request.stdin)
-                        tg.start_soon(_keep_tail, proc, stderr, stderr_done)
-                        assert proc.stdout is not None
-                        read = proc.stdout.read
-                        decoder = decoding.decoder
-                        while not decoder.complete and (chunk := await read(READ_CHUNK)):
-                            watchdog.beat()
-                            for event in decoding.feed_bytes(chunk):
-                                tally.add(event)
-                                await emit(event)
-                        for event in decoding.end_bytes():
+                    assert proc.stdout is not None
+                    read = proc.stdout.read
+                    while not decoder.complete and (chunk := await read(READ_CHUNK)):
+                        watchdog.beat()
+                        for event in decoding.feed_bytes(chunk):
                             tally.add(event)
                             await emit(event)
-                        if decoder.complete:  # the answer is whole: a program that lingers is stopped below
-                            with anyio.move_on_after(KILL_AFTER_S):
-                                status = await proc.wait()
-                        else:
+                    for event in decoding.end_bytes():
+                        tally.add(event)
+                        await emit(event)
+                    if decoder.complete:  # the answer is whole: a program that lingers is stopped below
+                        with anyio.move_on_after(KILL_AFTER_S):
                             status = await proc.wait()
-                            with anyio.move_on_after(KILL_AFTER_S):  # the rest of stderr, for the error below
-                                await stderr_done.wait()
-                        tg.cancel_scope.cancel()
+                    else:
+                        status = await proc.wait()
+                        with anyio.move_on_after(KILL_AFTER_S):  # the rest of stderr, for the error below
+                            await stderr_done.wait()
             finally:
                 watchdog.close()
                 with anyio.CancelScope(shield=True):
                     await _end_group(proc)
+                    for task in helpers:
+                        task.cancel()
+                    await asyncio.gather(*helpers, return_exceptions=True)
                 if stderr:
                     log.debug("%s: the program's stderr ended with: %s", provider.id,
                               bytes(stderr[-2048:]).decode("utf-8", "replace"))
