@@ -34,6 +34,7 @@ MAX_ERROR_BODY = 64 * 1024
 
 
 class HttpTransport(WireTransport):
+    kind = "http"
     request_type = HttpRequest
 
     def __init__(self, protocols: Protocols, options: Options) -> None:

@@ -47,6 +47,7 @@ READ_CHUNK = 64 * 1024
 
 
 class ProcessTransport(WireTransport):
+    kind = "process"
     request_type = ProcessRequest
 
     def __init__(self, protocols: Protocols, options: Options, count_usage: CountUsage) -> None:
