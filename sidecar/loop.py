@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import anyio
 import msgspec
 
-from .engine import Collector, Emit, Engine, EventSink, Prepared
+from .engine import Emit, Engine, EventSink, Prepared
+from .engine.collect import Collector
 from .errors import SidecarError
 from .types import (
     AssistantMessage,

@@ -10,7 +10,6 @@ ends in exactly one terminal event.
 - ``transports``: one module per transport.
 """
 
-from .collect import Collector
 from .decoding import Decoding
 from .engine import Engine
 from .request import Emit, Options, Prepared, RunState
@@ -19,7 +18,6 @@ from .streams import EventSink, Streams, stream_id_of
 
 __all__ = [
     "FALLBACK_ON",
-    "Collector",
     "Decoding",
     "Emit",
     "Engine",

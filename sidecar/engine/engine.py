@@ -23,20 +23,16 @@ from ..types import (
     TestConnectionParams,
     TestConnectionResult,
 )
-from .collect import Collector
-from .models import ModelLists
 from .prepare import Preparer
 from .request import Emit, Options, Prepared
 from .runner import Outcome, Runner
 from .streams import EventSink, Streams, stream_id_of
 from .transports import Transport
 from .transports.http import HttpTransport
-from .transports.local import LocalTransport
-from .transports.mock import MockTransport
-from .transports.process import ProcessTransport
 
 if TYPE_CHECKING:
     from ..health import Health
+    from .models import ModelLists
 
 
 class Engine:
@@ -51,17 +47,13 @@ class Engine:
                  protocols: Callable[[str], WireProtocol] = get_protocol) -> None:
         self.options = Options()
         self.http = HttpTransport(protocols, self.options)
-        self.transports: dict[str, Transport] = {
-            "http": self.http,
-            "process": ProcessTransport(protocols, self.options, self.http.count_usage),
-            "local": LocalTransport(protocols, self.options, self.http.count_usage),
-            "mock": MockTransport(),
-        }
-        self.preparer = Preparer(registry, credentials, settings, self.transports)
+        self.transports = _Transports(self.http, protocols, self.options)
+        self.preparer = Preparer(registry, credentials, settings, self.transports.get)
         self._health: Health | None = None
         self.runner = Runner(self.preparer, self.options, lambda: self.health)
         self.streams = Streams()
-        self.models = ModelLists(registry, self.preparer)
+        self._registry = registry
+        self._models: ModelLists | None = None
 
     # --- settings and services ------------------------------------------------------------
 
@@ -101,8 +93,17 @@ class Engine:
         """Build the HTTP client in a thread shortly after start-up (see ``HttpTransport.warm_up``)."""
         self.http.warm_up(delay)
 
+    @property
+    def models(self) -> ModelLists:
+        """Model lists and connection tests, built (and imported) on first use."""
+        if self._models is None:
+            from .models import ModelLists
+
+            self._models = ModelLists(self._registry, self.preparer)
+        return self._models
+
     async def aclose(self) -> None:
-        for transport in self.transports.values():
+        for transport in self.transports.built():
             await transport.aclose()
 
     # --- requests ---------------------------------------------------------------------------
@@ -119,6 +120,8 @@ class Engine:
 
     async def complete(self, prepared: Prepared) -> CompleteChatResult:
         """The same stream, collected into one result."""
+        from .collect import Collector
+
         collector = Collector()
         done = await self.runner.stream(prepared, collector.add)
         return collector.result(done)
@@ -183,6 +186,42 @@ class Engine:
 
     async def list_models(self, providers: list[Provider], refresh: bool) -> list[ModelInfo]:
         return await self.models.list_models(providers, refresh)
+
+
+class _Transports:
+    """The transports by ``provider.transport``, each but HTTP built (and imported) on first use, so start-up
+    does not pay for the ones an app never uses."""
+
+    def __init__(self, http: HttpTransport, protocols: Callable[[str], WireProtocol], options: Options) -> None:
+        self._built: dict[str, Transport] = {"http": http}
+        self._http = http
+        self._protocols = protocols
+        self._options = options
+
+    def get(self, kind: str) -> Transport:
+        """The transport for ``kind``; KeyError when there is none."""
+        transport = self._built.get(kind)
+        if transport is None:
+            transport = self._built[kind] = self._build(kind)
+        return transport
+
+    def _build(self, kind: str) -> Transport:
+        if kind == "process":
+            from .transports.process import ProcessTransport
+
+            return ProcessTransport(self._protocols, self._options, self._http.count_usage)
+        if kind == "local":
+            from .transports.local import LocalTransport
+
+            return LocalTransport(self._protocols, self._options, self._http.count_usage)
+        if kind == "mock":
+            from .transports.mock import MockTransport
+
+            return MockTransport()
+        raise KeyError(kind)
+
+    def built(self) -> list[Transport]:
+        return list(self._built.values())
 
 
 def _terminal(outcome: Event | SidecarError) -> Event:

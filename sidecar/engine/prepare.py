@@ -4,7 +4,7 @@ retries send what was encoded here, and a fallback model is prepared on its own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
 
 from ..checks import check_request
 from ..credentials import Credentials
@@ -18,11 +18,12 @@ from .transports import Transport
 
 class Preparer:
     def __init__(self, registry: Registry, credentials: Credentials, settings: SettingsStore,
-                 transports: Mapping[str, Transport]) -> None:
+                 transports: Callable[[str], Transport]) -> None:
         self.registry = registry
         self.credentials = credentials
         self.settings = settings
         self.transports = transports
+        """``provider.transport`` -> the transport; KeyError when there is none"""
 
     async def prepare(self, params: StreamTextParams) -> Prepared:
         if not params.messages:
@@ -45,7 +46,7 @@ class Preparer:
 
     def transport(self, provider: Provider) -> Transport:
         try:
-            return self.transports[provider.transport]
+            return self.transports(provider.transport)
         except KeyError:
             raise SidecarError("invalid_request", f"transport {provider.transport!r} is not available",
                                provider=provider.id) from None
