@@ -44,6 +44,7 @@ from .types import (
     TextDeltaEvent,
     ToolCallEvent,
     UserMessage,
+    WarningEvent,
 )
 
 if TYPE_CHECKING:
@@ -127,6 +128,9 @@ class _Printer:
             self.err.flush()
         elif isinstance(event, FallbackEvent):
             self.err.write(f"[{event.from_model} failed ({event.reason}); trying {event.to_model}]\n")
+            self.err.flush()
+        elif isinstance(event, WarningEvent):
+            self.err.write(f"[warning: {event.message}]\n")
             self.err.flush()
 
 
