@@ -165,6 +165,7 @@ ErrorCode = Literal[
     "storage_error",
     "key_host_mismatch",
     "not_found",
+    "provider_not_installed",
     "internal",
 ]
 
@@ -184,6 +185,8 @@ class ErrorInfo(Wire):
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "other", "max_steps"]
 """``max_steps`` only ends a tool loop (``llm_chat_loop_start``) whose model still called tools at its last step"""
 Protocol = Literal["openai", "anthropic", "gemini", "ollama", "cohere", "mock"]
+TransportKind = Literal["http", "process", "local", "mock"]
+"""how the engine reaches a provider's model: HTTP, a child process, in this process, the built-in offline one"""
 
 
 class ProviderConfig(Wire):

@@ -251,3 +251,11 @@ def test_discovery_leaves_out_what_does_not_answer_in_time(sidecar: Sidecar, ser
     found = sidecar.call("discover_local_providers", {"ports": [stuck.port, ollama.port], "timeout_ms": 800})
     assert [f["base_url"] for f in found] == [f"http://127.0.0.1:{ollama.port}"]
     assert sidecar.call("discover_local_providers", {"ports": [9], "timeout_ms": 200}) == []
+
+
+def test_a_connection_test_to_a_base_url_that_is_not_a_url_is_invalid_request(sidecar: Sidecar) -> None:
+    """Found by the stdin fuzz: a control character in base_url was an internal error."""
+    for bad in ("\u001f", "http://a/\u0000b", "http://exa mple.com/v1", "ftp://x"):
+        resp = sidecar.request("test_provider_connection", {"provider": "ollama", "base_url": bad})
+        assert resp["error"]["code"] == -32000 and resp["error"]["data"]["code"] == "invalid_request", (bad, resp)
+    assert sidecar.call("sidecar_info")["protocol_version"] == 1

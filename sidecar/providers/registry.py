@@ -30,8 +30,8 @@ def _check_headers(headers: dict[str, str] | object | None) -> None:
         raise SidecarError("invalid_request", "header names and values must be printable ASCII")
 
 
-def _check_url(url: str) -> None:
-    if not re.match(r"^https?://[^/\s]+", url):
+def check_url(url: str) -> None:
+    if not re.match(r"^https?://[^/\s]+", url) or not url.isprintable() or any(c.isspace() for c in url):
         raise SidecarError("invalid_request", "base_url must be an http:// or https:// URL")
 
 
@@ -93,7 +93,7 @@ class Registry:
 
         if cfg.protocol not in available():
             raise SidecarError("invalid_request", f"protocol {cfg.protocol!r} is not available for custom providers")
-        _check_url(cfg.base_url)
+        check_url(cfg.base_url)
         _check_headers(cfg.headers)
         if isinstance(cfg.api_key_env, str):
             self._trust.check_env_name(cfg.api_key_env, None)
@@ -103,7 +103,7 @@ class Registry:
     def configure(self, params: ConfigureProviderParams) -> Provider:
         """Change where and how a provider is reached; UNSET keeps a field, None resets it."""
         if isinstance(params.base_url, str):
-            _check_url(params.base_url)
+            check_url(params.base_url)
         _check_headers(params.headers)
         builtin = self._builtin.get(params.id)
         if builtin is not None and not builtin.configurable:
