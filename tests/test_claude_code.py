@@ -135,6 +135,26 @@ def test_abort_mid_stream_ends_cancelled_and_leaves_no_process(sidecar: Sidecar)
         assert not group_members(pid), f"processes of group {pid} outlived the abort"
 
 
+def test_shutdown_mid_stream_leaves_no_process(fake: FakeMessagesApi, home: Path, tmp_path: Path) -> None:
+    sc = Sidecar(tmp_path, "--claude-path", str(CLAUDE), env=offline_env(fake, home))
+    try:
+        sc.wait_for(lambda m: m.get("method") == "sidecar-ready")
+        sid = sc.call("llm_stream_text", {"model": "claude-code:sonnet",
+                                          "messages": [{"role": "user", "content": "[[slow]] [[shutdown-1]]"}]})
+        sid = sid["stream_id"]
+        sc.wait_for(lambda m: m.get("method") == f"llm-stream-{sid}" and m["params"]["type"] == "text_delta",
+                    timeout=60)
+        pids = children_of(sc.proc.pid)
+        assert pids
+        sc.send({"jsonrpc": "2.0", "id": "bye", "method": "shutdown"})
+        assert sc.wait_exit(10) == 0
+        assert sc.events(sid)[-1]["type"] == "error"
+        for pid in pids:
+            assert not alive(pid) and not group_members(pid), f"process {pid} outlived the sidecar"
+    finally:
+        sc.kill()
+
+
 def test_no_claude_on_the_path_is_provider_not_installed(fake: FakeMessagesApi, home: Path, tmp_path: Path) -> None:
     env = offline_env(fake, home, PATH=os.path.dirname(sys.executable))
     sc = Sidecar(tmp_path, env=env, unset=["CLAUDE_CODE_PATH"])
