@@ -304,6 +304,22 @@ def test_a_saved_token_goes_to_the_program_as_its_oauth_token(fake: FakeMessages
         sc.kill()
 
 
+def test_both_ids_through_the_proxy(sidecar: Sidecar, fake: FakeMessagesApi) -> None:
+    import openai
+
+    started = sidecar.call("start_llm_proxy", {})
+    client = openai.OpenAI(base_url=started["url"], api_key=started["token"], max_retries=0, timeout=60)
+    listed = {m.id for m in client.models.list()}
+    assert {"claude-code:sonnet", "claude-desktop:sonnet"} <= listed
+    chunks = client.chat.completions.create(
+        model="claude-code:sonnet", stream=True,
+        messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": "via the proxy [[proxy-1]]"}])
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "".join(REPLY)
+    seen = only(fake, "[[proxy-1]]")
+    assert SYSTEM in system_text(seen.body) and seen.body["tools"] == []
+
+
 def test_base_url_cannot_be_changed_and_both_ids_are_chat_providers(sidecar: Sidecar) -> None:
     for pid in ("claude-code", "claude-desktop"):
         err = sidecar.request("configure_provider", {"id": pid, "base_url": "http://127.0.0.1:9/"})["error"]
@@ -313,6 +329,9 @@ def test_base_url_cannot_be_changed_and_both_ids_are_chat_providers(sidecar: Sid
     assert chat["claude-code"]["needs_proxy"] is True
     models = {m["id"] for m in sidecar.call("llm_list_available_models", {"provider": "claude-code"})}
     assert {"claude-code:sonnet", "claude-code:opus", "claude-code:haiku"} <= models
+    # claude-desktop's program is not there: its catalog models are still listed, nothing fails
+    every = {m["id"] for m in sidecar.call("llm_list_available_models", {})}
+    assert {"claude-desktop:sonnet", "claude-code:opus"} <= every
 
 
 # --- helpers -------------------------------------------------------------------------------------
