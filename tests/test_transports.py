@@ -254,3 +254,11 @@ def test_local_abort_stops_generation_and_the_next_request_runs(local_engine: En
     assert emitted < 10_000
     events = stream(local_engine, LOCAL, params("x y"))
     assert events[-1]["type"] == "done" and text(events) == "t0 t1 "
+
+
+def test_a_protocol_runs_only_over_its_own_transport(engine: Engine) -> None:
+    over_http = provider("double", "http", PYTHON)
+    with pytest.raises(SidecarError) as caught:
+        stream(engine, over_http, params({"mode": "stream", "text": "a"}))
+    assert caught.value.code == "invalid_request"
+    assert "runs over the process transport, not http" in caught.value.info.message

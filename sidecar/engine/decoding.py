@@ -1,13 +1,18 @@
-"""The one decoder driver: upstream messages (or raw bytes, framed and bounded) to contract events through a
-protocol's decoder. Every transport that decodes goes through it, and so do the decoder tests."""
+"""The one decoder driver: upstream messages (framed from raw bytes, bounded) to contract events through a
+protocol's decoder. Every transport that decodes goes through it, and so do the decoder tests.
+
+The transports' loop, per chunk: ``for name, data in d.frames(chunk): for event in d.message(name, data): ...``
+(no generator on the hot path); the events before a message that raises have been handed on by then."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from ..framing import MessageReader
 from ..protocols.base import StreamDecoder
 from ..types import Event
+
+_NONE: tuple[Event, ...] = ()
 
 
 class Decoding:
@@ -20,27 +25,32 @@ class Decoding:
     def __init__(self, decoder: StreamDecoder, reader: MessageReader | None = None) -> None:
         self.decoder = decoder
         self.reader = reader
-        """frames raw chunks (``feed_bytes``); not needed to feed messages"""
+        """frames raw chunks (``frames``); not needed to feed messages"""
         self.fed = 0
         """messages fed so far, the one being decoded included"""
 
+    def message(self, name: str, data: str) -> Sequence[Event]:
+        """One ``(event name, data)``: an SSE message, or ``("", line)`` for an NDJSON line; the hot path."""
+        self.fed += 1
+        if self.decoder.complete:
+            return _NONE
+        return self.decoder.feed(name, data)
+
     def feed(self, messages: Iterable[tuple[str, str]]) -> Iterator[Event]:
-        """Each ``(event name, data)``: an SSE message, or ``("", line)`` for an NDJSON line."""
-        decoder = self.decoder
+        """Each message in turn, its events as they come."""
         for name, data in messages:
-            self.fed += 1
-            if not decoder.complete:
-                yield from decoder.feed(name, data)
+            yield from self.message(name, data)
 
-    def feed_bytes(self, chunk: bytes) -> Iterator[Event]:
-        """A raw chunk, framed by ``reader`` (which raises ``protocol_error`` for a message over its limit)."""
+    def frames(self, chunk: bytes) -> list[tuple[str, str]]:
+        """A raw chunk's complete messages, framed by ``reader`` (``protocol_error`` for one over its limit);
+        each goes to ``message``."""
         assert self.reader is not None
-        return self.feed(self.reader.feed(chunk))
+        return self.reader.feed(chunk)
 
-    def end_bytes(self) -> Iterator[Event]:
+    def last_frames(self) -> list[tuple[str, str]]:
         """What the reader still holds when the bytes end (a last message with no blank line after it)."""
         assert self.reader is not None
-        return self.feed(self.reader.end())
+        return self.reader.end()
 
     @property
     def pending(self) -> bool:

@@ -34,6 +34,7 @@ MAX_ERROR_BODY = 64 * 1024
 
 
 class HttpTransport(WireTransport):
+    kind = "http"
     request_type = HttpRequest
 
     def __init__(self, protocols: Protocols, options: Options) -> None:
@@ -115,14 +116,17 @@ class HttpTransport(WireTransport):
                     ):
                         body = await read_limited(response)
                         raise _not_a_stream(protocol, response.status_code, body, provider.id)
+                    frames, message, add = decoding.frames, decoding.message, tally.add
                     async for chunk in response.aiter_bytes():
                         watchdog.beat()  # bytes, not messages: a slow but live upstream is not idle
-                        for event in decoding.feed_bytes(chunk):
-                            tally.add(event)
+                        for name, data in frames(chunk):
+                            for event in message(name, data):
+                                add(event)
+                                await emit(event)
+                    for name, data in decoding.last_frames():
+                        for event in message(name, data):
+                            add(event)
                             await emit(event)
-                    for event in decoding.end_bytes():
-                        tally.add(event)
-                        await emit(event)
         except SidecarError as exc:
             exc.info.message = redact(exc.info.message, target.api_key)
             raise

@@ -35,6 +35,7 @@ STOP_WAIT_S = 5.0
 
 
 class LocalTransport(WireTransport):
+    kind = "local"
     request_type = LocalRequest
 
     def __init__(self, protocols: Protocols, options: Options, count_usage: CountUsage) -> None:

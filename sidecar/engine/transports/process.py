@@ -47,6 +47,7 @@ READ_CHUNK = 64 * 1024
 
 
 class ProcessTransport(WireTransport):
+    kind = "process"
     request_type = ProcessRequest
 
     def __init__(self, protocols: Protocols, options: Options, count_usage: CountUsage) -> None:
@@ -83,12 +84,14 @@ class ProcessTransport(WireTransport):
                     read = proc.stdout.read
                     while not decoder.complete and (chunk := await read(READ_CHUNK)):
                         watchdog.beat()
-                        for event in decoding.feed_bytes(chunk):
+                        for name, data in decoding.frames(chunk):
+                            for event in decoding.message(name, data):
+                                tally.add(event)
+                                await emit(event)
+                    for name, data in decoding.last_frames():
+                        for event in decoding.message(name, data):
                             tally.add(event)
                             await emit(event)
-                    for event in decoding.end_bytes():
-                        tally.add(event)
-                        await emit(event)
                     if decoder.complete:  # the answer is whole: a program that lingers is stopped below
                         with anyio.move_on_after(KILL_AFTER_S):
                             status = await proc.wait()

@@ -20,6 +20,8 @@ CountUsage = Callable[[Prepared, OutputTally, dict[str, str]], Awaitable[Usage]]
 
 
 class WireTransport:
+    kind: str = ""
+    """the ``transport`` a protocol names to run over this one"""
     request_type: type = object
     """what this transport sends; a protocol's encoder that returns anything else is a bug"""
 
@@ -29,11 +31,15 @@ class WireTransport:
 
     def protocol(self, provider: Provider) -> WireProtocol:
         try:
-            return self.protocols(provider.protocol)
+            protocol = self.protocols(provider.protocol)
         except KeyError:
             raise SidecarError(
                 "invalid_request", f"protocol {provider.protocol!r} is not available yet", provider=provider.id
             ) from None
+        if protocol.transport != self.kind:
+            raise SidecarError("invalid_request", f"{provider.id}: protocol {protocol.name!r} runs over the "
+                               f"{protocol.transport} transport, not {self.kind}", provider=provider.id)
+        return protocol
 
     async def check(self, provider: Provider) -> None:
         protocol = self.protocol(provider)
