@@ -304,6 +304,17 @@ def test_a_saved_token_goes_to_the_program_as_its_oauth_token(fake: FakeMessages
         sc.kill()
 
 
+def test_two_at_once_and_one_session_folder(sidecar: Sidecar, home: Path) -> None:
+    ids = [sidecar.call("llm_stream_text", {"model": "claude-code:haiku", "system": SYSTEM,
+                                            "messages": [{"role": "user", "content": f"[[both-{i}]]"}]})["stream_id"]
+           for i in range(2)]
+    for sid in ids:
+        events = sidecar.wait_stream_end(sid, timeout=60)
+        assert events[-1]["type"] == "done" and text_of(events) == "".join(REPLY)
+    projects = [p.name for p in (home / ".claude" / "projects").iterdir()]
+    assert len(projects) == 1, f"every run works in the same folder, so one project folder: {projects}"
+
+
 def test_both_ids_through_the_proxy(sidecar: Sidecar, fake: FakeMessagesApi) -> None:
     import openai
 
@@ -324,6 +335,13 @@ def test_base_url_cannot_be_changed_and_both_ids_are_chat_providers(sidecar: Sid
     for pid in ("claude-code", "claude-desktop"):
         err = sidecar.request("configure_provider", {"id": pid, "base_url": "http://127.0.0.1:9/"})["error"]
         assert err["data"]["code"] == "invalid_request" and "base_url" in err["message"]
+    def limits() -> Any:
+        return next(p for p in sidecar.call("list_providers") if p["id"] == "claude-code").get("limits")
+
+    assert limits() == {"max_concurrency": 2}, "each request is a process: two at once by default"
+    sidecar.call("configure_provider", {"id": "claude-code", "limits": {"breaker_threshold": 9}})
+    assert limits() == {"max_concurrency": 2, "breaker_threshold": 9}, "the default stays under the user's limits"
+    sidecar.call("configure_provider", {"id": "claude-code", "limits": None})
     chat = {p["provider"]: p for p in sidecar.call("list_chat_providers")}
     assert {"claude-code", "claude-desktop"} <= set(chat)
     assert chat["claude-code"]["needs_proxy"] is True

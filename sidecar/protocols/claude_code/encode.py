@@ -3,7 +3,9 @@
 The run: ``claude -p --output-format stream-json --verbose --include-partial-messages --input-format
 stream-json --model M --system-prompt S --tools "" --permission-mode dontAsk --strict-mcp-config
 [--resume SESSION] [--effort E] --``, with the user turn written to stdin as one stream-json line (so a long
-history or an image never meets the command line's length limits). ``--system-prompt`` replaces Claude
+history or an image never meets the command line's length limits), in one empty folder the sidecar owns
+(``program.workdir``: the program files sessions by working directory, so one per request would leave a folder
+per request under ``~/.claude/projects``). ``--system-prompt`` replaces Claude
 Code's own prompt with the app's (the program still adds a one-line identity and an environment note),
 ``--tools ""`` switches its built-in tools off (and the ``--`` after it ends the list), ``dontAsk`` means no
 permission prompt ever waits, and ``--strict-mcp-config`` keeps the user's MCP servers (their tools) out.
@@ -45,7 +47,7 @@ from ...types import (
     WarningEvent,
 )
 from ..base import ProcessRequest
-from .program import locate
+from .program import locate, workdir
 
 MAX_SYSTEM_CHARS = 100_000
 """the system prompt is one command-line argument: Linux takes at most 128 KiB in one"""
@@ -204,4 +206,4 @@ def encode_request(params: StreamTextParams, provider: Provider, model: str, api
                                          message=f"claude-code: {name} cannot be set through Claude Code; not sent"))
     line = {"type": "user", "message": {"role": "user", "content": turn}}
     stdin = msgspec.json.encode(line) + b"\n"
-    return ProcessRequest(argv=argv, env=child_env(api_key), stdin=stdin, warnings=warnings)
+    return ProcessRequest(argv=argv, env=child_env(api_key), stdin=stdin, cwd=workdir(), warnings=warnings)

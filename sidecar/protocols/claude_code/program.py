@@ -19,10 +19,13 @@ replaces the version folder on each update, so it is looked up afresh on each ch
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
+import stat
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,8 +156,27 @@ async def program_version(path: str) -> tuple[int, int, int] | None:
     return version
 
 
+def workdir() -> str:
+    """The working folder of every run: one empty folder the sidecar owns, not one per request, because the
+    program files each session under a folder named for its working directory (``~/.claude/projects/``)."""
+    owner = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    return os.path.join(tempfile.gettempdir(), f"llm-sidecar-claude-code-{owner}")
+
+
+def _make_workdir() -> None:
+    """Create ``workdir()`` private to this user; refuse one that is a link or someone else's."""
+    path = workdir()
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    st = os.lstat(path)
+    mine = not hasattr(os, "getuid") or st.st_uid == os.getuid()
+    if not stat.S_ISDIR(st.st_mode) or not mine:
+        raise SidecarError("internal", f"claude-code: {path} is not a folder of this user's; remove it")
+
+
 async def check(provider: Provider) -> None:
     """Before each request: the program is there and new enough (its version is asked once per file)."""
+    _make_workdir()
     path = locate(provider)
     version = await program_version(path)
     if version is None:
