@@ -37,6 +37,9 @@ export PATH="$PWD/.venv/bin:$PATH"
 python -m pip install --quiet --disable-pip-version-check -e ".[local-model]"
 LLM_SIDECAR_TEST_GGUF=$(scripts/test-model.sh .venv/bin/python)
 export LLM_SIDECAR_TEST_GGUF
+# The real Claude Code program, pinned, for the claude-code provider's tests (tests/test_claude_code.py): installed
+# here, never globally; it only ever talks to a loopback fake in the tests.
+(cd tests/tools && npm ci --no-audit --no-fund)
 # The TypeScript client's packages first: the binary test drives the built binary through its Node transport.
 if [ -f frontend-client/package.json ]; then
   (cd frontend-client && npm ci --no-audit --no-fund)

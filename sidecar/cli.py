@@ -108,6 +108,9 @@ def _trust_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
                         help="let configure_chat_workspace give a provider's own key to the Meilisearch at URL; "
                         "others are configured through the local proxy (repeatable; env "
                         "LLM_SIDECAR_ALLOW_MEILISEARCH=URL,...)")
+    parser.add_argument("--claude-path", metavar="PATH", default=d(None),
+                        help="the Claude Code program the claude-code provider runs (default: env CLAUDE_CODE_PATH, "
+                        "then claude on PATH)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -171,7 +174,7 @@ def _app(args: argparse.Namespace) -> App:
     from .trust import Trust
 
     try:
-        trust = Trust.from_options(args.base_url, args.allow_env, args.allow_meilisearch)
+        trust = Trust.from_options(args.base_url, args.allow_env, args.allow_meilisearch, claude_path=args.claude_path)
     except ValueError as exc:
         print(f"llm-sidecar: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -51,10 +51,13 @@ class Trust:
     """variable name -> the host its value may be sent to (``--allow-env``, ``LLM_SIDECAR_ALLOW_ENV``)"""
     meilisearch: frozenset[str] = frozenset()
     """origins of the Meilisearch instances that may receive a provider's key (``--allow-meilisearch``)"""
+    programs: Mapping[str, str] = field(default_factory=dict)
+    """provider id -> the program it runs (``--claude-path``, then ``CLAUDE_CODE_PATH``, for ``claude-code``)"""
 
     @classmethod
     def from_options(cls, base_urls: Iterable[str] = (), allow_env: Iterable[str] = (),
-                     allow_meilisearch: Iterable[str] = (), environ: Mapping[str, str] = os.environ) -> Trust:
+                     allow_meilisearch: Iterable[str] = (), environ: Mapping[str, str] = os.environ,
+                     claude_path: str | None = None) -> Trust:
         """From the command line's repeatable options and their ``NAME=VALUE,...`` environment twins."""
         urls = _pairs([*_split(environ.get("LLM_SIDECAR_BASE_URLS")), *base_urls], "--base-url PROVIDER=URL")
         for provider, url in urls.items():
@@ -66,8 +69,10 @@ class Trust:
         for url in meili:
             if not url.startswith(("http://", "https://")) or not host_of(url):
                 raise ValueError(f"--allow-meilisearch: {url!r} is not an http(s) URL")
+        claude = claude_path or environ.get("CLAUDE_CODE_PATH") or ""
+        programs = {"claude-code": claude.strip()} if claude.strip() else {}
         return cls(base_urls={k: v.rstrip("/") for k, v in urls.items()}, allowed_env=hosts,
-                   meilisearch=frozenset(origin_of(u) for u in meili))
+                   meilisearch=frozenset(origin_of(u) for u in meili), programs=programs)
 
     def allows_meilisearch(self, url: str) -> bool:
         return origin_of(url) in self.meilisearch

@@ -144,6 +144,9 @@ class Usage(Wire):
     estimated: bool | UnsetType = UNSET
     """true: the upstream reported no usage, so the sidecar counted the text it sent and received (with the
     server's tokenizer where it has one, else from the characters); absent when the upstream reported it"""
+    cost_usd: float | UnsetType = UNSET
+    """what the request cost in USD as the provider reported it (Claude Code's ``total_cost_usd``); the usage
+    log records it instead of its estimate from the catalog's prices. Absent when the provider says nothing"""
 
 
 ErrorCode = Literal[
@@ -184,7 +187,7 @@ class ErrorInfo(Wire):
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "other", "max_steps"]
 """``max_steps`` only ends a tool loop (``llm_chat_loop_start``) whose model still called tools at its last step"""
-Protocol = Literal["openai", "anthropic", "gemini", "ollama", "cohere", "mock"]
+Protocol = Literal["openai", "anthropic", "gemini", "ollama", "cohere", "claude-code", "mock"]
 TransportKind = Literal["http", "process", "local", "mock"]
 """how the engine reaches a provider's model: HTTP, a child process, in this process, the built-in offline one"""
 
@@ -668,6 +671,8 @@ class UsageEvent(Event, tag="usage"):
     cache_creation_tokens: int | UnsetType = UNSET
     estimated: bool | UnsetType = UNSET
     """as in ``Usage``: counted by the sidecar because the upstream reported none"""
+    cost_usd: float | UnsetType = UNSET
+    """as in ``Usage``: the cost the provider reported"""
 
 
 class RetryEvent(Event, tag="retry"):
@@ -688,6 +693,9 @@ class DoneEvent(Event, tag="done"):
     model: str
     latency_ms: float
     ttft_ms: float | UnsetType = UNSET
+    provider_metadata: dict[str, Any] | UnsetType = UNSET
+    """what the provider said about the answer that a later request can use, e.g. ``claude-code``'s
+    ``session_id`` (send it back as ``provider_options.session_id`` to continue that session)"""
 
 
 class ErrorEvent(Event, tag="error"):

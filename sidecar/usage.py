@@ -12,7 +12,8 @@ copying the WAL back into the database with its fsyncs (a checkpoint), is taken 
 and done by a short-lived thread every ``CHECKPOINT_EVERY`` records.
 
 Costs are estimated from the catalog's prices at record time and stored with the row, so a
-later price change does not rewrite history.
+later price change does not rewrite history; a cost the provider reported itself (``Usage.cost_usd``,
+Claude Code's ``total_cost_usd``) is recorded as it is instead.
 """
 
 from __future__ import annotations
@@ -216,7 +217,10 @@ class UsageStore:
         estimated = 1 if u and u.estimated is True else 0
         prefix = f"{o.provider}:"
         model_id = o.model[len(prefix):] if o.model.startswith(prefix) else o.model
-        cost = estimate_cost(self._price(o.provider, model_id), inp, out, cached) if inp or out else 0.0
+        if u is not None and isinstance(u.cost_usd, float | int) and math.isfinite(u.cost_usd) and u.cost_usd >= 0:
+            cost = float(u.cost_usd)  # what the provider said it cost (Claude Code): better than an estimate
+        else:
+            cost = estimate_cost(self._price(o.provider, model_id), inp, out, cached) if inp or out else 0.0
         return (
             o.started_at, o.kind, o.provider, o.model, o.stream_id, _finite(o.latency_ms), _finite(o.ttft_ms),
             inp, out, reasoning, cached, created, o.finish_reason, o.error, o.retries, cost, estimated,

@@ -219,6 +219,7 @@ export interface Usage {
   cached_input_tokens?: number;
   cache_creation_tokens?: number;
   estimated?: boolean;
+  cost_usd?: number;
 }
 export interface ConfigureChatWorkspaceParams {
   meilisearch_url: string;
@@ -274,6 +275,9 @@ export interface DoneEvent {
   model: string;
   latency_ms: number;
   ttft_ms?: number;
+  provider_metadata?: {
+    [k: string]: unknown;
+  };
   stream_id: string;
   seq: number;
 }
@@ -383,7 +387,7 @@ export interface ModelInfo {
 export interface ProviderConfig {
   id: string;
   name: string;
-  protocol: "anthropic" | "cohere" | "gemini" | "mock" | "ollama" | "openai";
+  protocol: "anthropic" | "claude-code" | "cohere" | "gemini" | "mock" | "ollama" | "openai";
   base_url: string;
   api_key_env?: string;
   requires_api_key?: boolean;
@@ -415,7 +419,7 @@ export interface ProviderIdParams {
 export interface ProviderInfo {
   id: string;
   name: string;
-  protocol: "anthropic" | "cohere" | "gemini" | "mock" | "ollama" | "openai";
+  protocol: "anthropic" | "claude-code" | "cohere" | "gemini" | "mock" | "ollama" | "openai";
   base_url: string;
   is_custom: boolean;
   is_local: boolean;
@@ -438,7 +442,7 @@ export interface ProviderParams {
 export interface ProxyProvider {
   id: string;
   name: string;
-  protocol: "anthropic" | "cohere" | "gemini" | "mock" | "ollama" | "openai";
+  protocol: "anthropic" | "claude-code" | "cohere" | "gemini" | "mock" | "ollama" | "openai";
   is_local: boolean;
   models: string[];
 }
@@ -595,6 +599,7 @@ export interface UsageEvent {
   cached_input_tokens?: number;
   cache_creation_tokens?: number;
   estimated?: boolean;
+  cost_usd?: number;
   stream_id: string;
   seq: number;
 }

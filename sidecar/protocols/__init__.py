@@ -7,7 +7,7 @@ import importlib
 
 from .base import HttpRequest, StreamDecoder, WireProtocol
 
-NAMES = ("openai", "anthropic", "gemini", "ollama", "cohere")
+NAMES = ("openai", "anthropic", "gemini", "ollama", "cohere", "claude-code")
 
 
 def get_protocol(name: str) -> WireProtocol:
@@ -15,9 +15,9 @@ def get_protocol(name: str) -> WireProtocol:
     if name not in NAMES:
         raise KeyError(name)
     try:
-        module = importlib.import_module(f".{name}", __name__)
+        module = importlib.import_module(f".{name.replace('-', '_')}", __name__)
     except ModuleNotFoundError as exc:
-        if exc.name == f"{__name__}.{name}":
+        if exc.name == f"{__name__}.{name.replace('-', '_')}":
             raise KeyError(name) from None
         raise
     protocol: WireProtocol = module.PROTOCOL

@@ -12,9 +12,27 @@ refused before the network (``invalid_request``); None (unknown) lets the reques
 
 from __future__ import annotations
 
+from ..types import ProviderLimits
 from .model import Model, Provider
 
 M = Model
+
+CLAUDE_CODE_MIN_VERSION = "2.1.332"
+"""the oldest ``claude`` the claude-code provider runs: the version every option it passes was checked against
+(``claude --help``) and its tests run with; an older one is ``provider_not_installed``"""
+
+_CLAUDE_MODELS = (
+    # the CLI's aliases (it sends the current model of each family) and full ids; the subscription pays
+    M("sonnet", "Claude Sonnet (latest, via Claude Code)", tools=False, vision=True, reasoning=True),
+    M("opus", "Claude Opus (latest, via Claude Code)", tools=False, vision=True, reasoning=True),
+    M("haiku", "Claude Haiku (latest, via Claude Code)", tools=False, vision=True, reasoning=True),
+    M("claude-sonnet-4-5", "Claude Sonnet 4.5 (via Claude Code)", 200_000, 64_000, tools=False, vision=True,
+      reasoning=True),
+    M("claude-opus-4-1", "Claude Opus 4.1 (via Claude Code)", 200_000, 32_000, tools=False, vision=True,
+      reasoning=True),
+    M("claude-haiku-4-5", "Claude Haiku 4.5 (via Claude Code)", 200_000, 64_000, tools=False, vision=True,
+      reasoning=True),
+)
 
 OFFLINE_MODEL = "mock:echo"
 """the built-in model that needs no key and no network (the terminal chat's default)"""
@@ -70,6 +88,30 @@ BUILTIN: tuple[Provider, ...] = (
             M("claude-haiku-4-5", "Claude Haiku 4.5", 200_000, 64_000, tools=True, vision=True, reasoning=True,
               input_price=1.0, output_price=5.0, cached_input_price=0.1),
         ),
+    ),
+    Provider(
+        # the official `claude` program, run per request (process transport): a Claude Pro/Max sign-in works
+        id="claude-code",
+        name="Claude Code (Claude subscription)",
+        protocol="claude-code",
+        transport="process",
+        base_url="https://api.anthropic.com",  # where the program sends (unless ANTHROPIC_BASE_URL says otherwise)
+        api_key_env="CLAUDE_CODE_OAUTH_TOKEN",  # a `claude setup-token` token; optional: the program's own login
+        requires_api_key=False,
+        limits=ProviderLimits(max_concurrency=2),  # each request is a process
+        models=_CLAUDE_MODELS,
+    ),
+    Provider(
+        # the Claude Code program Claude Desktop installs for itself, with the desktop app's sign-in
+        id="claude-desktop",
+        name="Claude Desktop (its Claude Code)",
+        protocol="claude-code",
+        transport="process",
+        base_url="https://api.anthropic.com",
+        api_key_env="CLAUDE_CODE_OAUTH_TOKEN",
+        requires_api_key=False,
+        limits=ProviderLimits(max_concurrency=2),
+        models=_CLAUDE_MODELS,
     ),
     Provider(
         id="gemini",

@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+import msgspec
 from msgspec import UNSET
 
 from ..errors import SidecarError, header_safe
 from ..settings import Settings, SettingsStore
 from ..trust import Trust, host_of
-from ..types import ConfigureProviderParams, ProviderConfig
+from ..types import ConfigureProviderParams, ProviderConfig, ProviderLimits
 from .catalog import BUILTIN
 from .model import Provider
 
@@ -35,6 +36,15 @@ def check_url(url: str) -> None:
         raise SidecarError("invalid_request", "base_url must be an http:// or https:// URL")
 
 
+def _limits(p: Provider, configured: ProviderLimits | None) -> ProviderLimits | None:
+    """The user's limits over the catalog's defaults (claude-code's concurrency of 2 stays unless changed)."""
+    if configured is None or p.limits is None:
+        return configured or p.limits
+    merged = {k: v for k, v in msgspec.structs.asdict(p.limits).items() if v is not UNSET}
+    merged.update({k: v for k, v in msgspec.structs.asdict(configured).items() if v is not UNSET})
+    return ProviderLimits(**merged)
+
+
 class Registry:
     def __init__(self, settings: SettingsStore, trust: Trust | None = None) -> None:
         self._settings = settings
@@ -43,6 +53,8 @@ class Registry:
 
     def _trusted(self, p: Provider) -> Provider:
         """A provider as the app's trusted side made it: the catalog's, or the base URL given at start."""
+        if p.id in self._trust.programs and not p.is_custom:
+            p = replace(p, program=self._trust.programs[p.id])
         base_url = self._trust.base_urls.get(p.id, p.base_url)
         own_env = None if p.is_custom else p.api_key_env
         if p.is_custom and p.id not in self._trust.base_urls:
@@ -66,7 +78,7 @@ class Registry:
             return replace(p, limits=o.limits)
         return replace(
             p,
-            limits=o.limits,
+            limits=_limits(p, o.limits),
             base_url=(o.base_url or p.base_url).rstrip("/"),
             headers={**p.headers, **(o.headers or {})},
             api_key_env=o.api_key_env or p.api_key_env,
@@ -89,9 +101,9 @@ class Registry:
             raise SidecarError(
                 "invalid_request", "provider id must be 1-64 of a-z, 0-9, '.', '_', '-' (no ':')"
             )
-        from ..protocols import available
+        from ..protocols import available, get_protocol
 
-        if cfg.protocol not in available():
+        if cfg.protocol not in available() or get_protocol(cfg.protocol).transport != "http":
             raise SidecarError("invalid_request", f"protocol {cfg.protocol!r} is not available for custom providers")
         check_url(cfg.base_url)
         _check_headers(cfg.headers)
@@ -108,6 +120,10 @@ class Registry:
         builtin = self._builtin.get(params.id)
         if builtin is not None and not builtin.configurable:
             raise SidecarError("invalid_request", f"the {params.id} provider cannot be configured")
+        if builtin is not None and builtin.transport == "process" and params.base_url is not UNSET:
+            raise SidecarError("invalid_request", f"{params.id}'s base_url cannot be changed over RPC: the program's "
+                                                  "own sign-in would follow it (the app can set ANTHROPIC_BASE_URL "
+                                                  "in the sidecar's environment)")
         if isinstance(params.api_key_env, str):
             self._trust.check_env_name(params.api_key_env, builtin.own_key_env if builtin else None)
         fields = ("base_url", "headers", "api_key_env", "extra_body", "limits")

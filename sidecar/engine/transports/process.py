@@ -121,7 +121,11 @@ class ProcessTransport(WireTransport):
         if usage is None:
             usage = await self.count_usage(target, tally, {})
         await emit(UsageEvent(**msgspec.structs.asdict(usage)))
-        return run.done(decoder.finish_reason or "other", usage, target)
+        done = run.done(decoder.finish_reason or "other", usage, target)
+        metadata = getattr(decoder, "provider_metadata", None)  # e.g. claude-code's session id
+        if isinstance(metadata, dict) and metadata:
+            done.provider_metadata = metadata
+        return done
 
 
 async def _spawn(request: ProcessRequest, cwd: str, provider: str) -> asyncio.subprocess.Process:
