@@ -8,6 +8,7 @@ Unlike harness.py this module imports the sidecar package: it builds the App the
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import threading
@@ -59,13 +60,13 @@ class ServingThread:
         self.stderr = os.fdopen(err_r, "rb")
         self.returncode: int | None = None
         self.pid = os.getpid()
-        self._token: anyio.lowlevel.EventLoopToken | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, args=(in_r, out_w, drain_timeout), daemon=True)
         self._thread.start()
 
     def _run(self, in_fd: int, out_fd: int, drain_timeout: float) -> None:
         async def serve() -> None:
-            self._token = anyio.lowlevel.current_token()
+            self._loop = asyncio.get_running_loop()
             await self.app.serve(drain_timeout=drain_timeout, parent_pid=None, pipes=(in_fd, out_fd))
 
         status = 0
@@ -75,8 +76,18 @@ class ServingThread:
             status = 1
             os.write(self._err_w, traceback.format_exc().encode())
         finally:
-            for fd in (in_fd, out_fd, self._err_w):
+            for fd in (out_fd, self._err_w):
                 os.close(fd)
+            # The line reader may still be reading in_fd: end its input and let it finish before the fd
+            # number is freed, or it could go on reading from whatever file gets that number next (the
+            # self-pipe of another test's event loop: lost wake-ups, hung tests). Still busy: leak the fd.
+            with suppress(OSError):
+                self.stdin.close()
+            reader = self.app.rpc.reader_thread if self.app.rpc is not None else None
+            if reader is not None:
+                reader.join(5)
+            if reader is None or not reader.is_alive():
+                os.close(in_fd)
             self.returncode = status
 
     def poll(self) -> int | None:
@@ -93,10 +104,12 @@ class ServingThread:
         """Stop serving at once, as a signal would: the input ends and every task is cancelled."""
         if not self.stdin.closed:
             self.stdin.close()
-        server, token = self.app.rpc, self._token
-        if server is not None and token is not None and self._thread.is_alive():
-            with suppress(RuntimeError):  # the loop ended meanwhile
-                anyio.from_thread.run_sync(server.stop, token=token)
+        server, loop = self.app.rpc, self._loop
+        if server is not None and loop is not None and self._thread.is_alive():
+            # Not waited for: the loop may end before it runs this (it is ending anyway).
+            with suppress(RuntimeError):  # the loop is closed already
+                loop.call_soon_threadsafe(server.stop)
+        self._thread.join(10)
 
 
 class InProcessSidecar(Sidecar):

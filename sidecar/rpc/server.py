@@ -115,6 +115,10 @@ class RpcServer:
         """``owns_process``: a stop that overruns ``exit_deadline`` ends the process, and signals stop the
         server; False when it serves inside another program (a test), which must outlive it."""
         self._map_error = map_error
+        self.reader_thread: threading.Thread | None = None
+        """the thread reading ``in_fd``: whoever closes that fd after ``serve`` waits for it first (in a
+        process it is stdin and never closed; an embedder that closes it must, or the thread could read
+        from whatever file reuses the number)"""
         self._methods = {name: self._wrap(spec) for name, spec in methods.items()}
         self._drain_timeout = drain_timeout
         self._exit_deadline = exit_deadline
@@ -170,7 +174,7 @@ class RpcServer:
             if self._parent_pid:
                 outer.start_soon(self._watch_parent, self._parent_pid)
             reader = LineReader(in_fd)
-            reader.start()
+            self.reader_thread = reader.start()
             if ready is not None:
                 await self.notify(*ready)
             async with anyio.create_task_group() as tg:
