@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import uuid
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -153,15 +152,7 @@ class Api:
 
     @rpc_method("Start a stream; its events follow as llm-stream-<stream_id> notifications.")
     async def llm_stream_text(self, ctx: RequestContext, params: StreamTextParams) -> StreamStarted:
-        stream_id = params.stream_id if isinstance(params.stream_id, str) else uuid.uuid4().hex
-        if not stream_id or len(stream_id) > 128:
-            raise SidecarError("invalid_request", "stream_id must be 1 to 128 characters")
-        scope = self.engine.reserve(stream_id)
-        try:
-            prepared = await self.engine.prepare(params)
-        except BaseException:
-            self.engine.release(stream_id)
-            raise
+        stream_id, scope, prepared = await self.engine.open(params.stream_id, params)
         sink = EventSink(stream_id, ctx.server.notify, after=ctx.responded)
         ctx.spawn(lambda: self.engine.run_stream(prepared, sink, scope))
         return StreamStarted(stream_id=stream_id)
@@ -172,15 +163,7 @@ class Api:
 
     @rpc_method("Run a request to its end and return the whole answer.")
     async def complete_chat(self, ctx: RequestContext, params: StreamTextParams) -> CompleteChatResult:
-        if not isinstance(params.stream_id, str):
-            return await self.engine.complete(await self.engine.prepare(params))
-        scope = self.engine.reserve(params.stream_id)  # so llm_abort_stream can cancel it too
-        try:
-            with scope:
-                return await self.engine.complete(await self.engine.prepare(params))
-            raise SidecarError("cancelled", "the request was cancelled")
-        finally:
-            self.engine.release(params.stream_id)
+        return await self.engine.complete_chat(params)
 
     @rpc_method(
         "Start a tool loop: the sidecar streams step after step on llm-stream-<stream_id>, asking for tool "

@@ -29,6 +29,7 @@ import anyio.from_thread
 
 from .errors import SidecarError
 from .providers import split_model
+from .providers.catalog import OFFLINE_MODEL
 from .types import (
     AssistantMessage,
     DoneEvent,
@@ -43,12 +44,13 @@ from .types import (
     TextDeltaEvent,
     ToolCallEvent,
     UserMessage,
+    WarningEvent,
 )
 
 if TYPE_CHECKING:
     from .app import App
 
-DEFAULT_MODEL = "mock:echo"
+DEFAULT_MODEL = OFFLINE_MODEL
 PROMPT = "you> "
 STOPPED = "[stopped]"
 """shown after an answer stopped with Ctrl-C (on stdout: a stop you asked for is not an error)"""
@@ -64,7 +66,7 @@ Ctrl-C while an answer streams stops that answer and keeps the chat open."""
 
 
 def default_model(app: App, given: str | None) -> str:
-    """``--model``, else the active provider from the settings, else the offline ``mock:echo``."""
+    """``--model``, else the active provider from the settings, else the offline ``OFFLINE_MODEL``."""
     if given:
         return given
     active = app.settings.value.active
@@ -126,6 +128,9 @@ class _Printer:
             self.err.flush()
         elif isinstance(event, FallbackEvent):
             self.err.write(f"[{event.from_model} failed ({event.reason}); trying {event.to_model}]\n")
+            self.err.flush()
+        elif isinstance(event, WarningEvent):
+            self.err.write(f"[warning: {event.message}]\n")
             self.err.flush()
 
 

@@ -4,7 +4,7 @@ and the frontend only runs the tools (``llm_chat_loop_start`` / ``llm_submit_too
 Each step is one ``Engine.stream`` (retries and fallbacks included) whose events go out on the
 loop's one stream, numbered by one ``EventSink``; the steps' own ``done`` events are kept back and
 the loop ends with exactly one terminal event of its own. The conversation is rebuilt here, not in
-the protocols: each step's events become an assistant message (``_Collector``'s parts: reasoning
+the protocols: each step's events become an assistant message (``Collector``'s parts: reasoning
 with its signature, redacted reasoning, text, tool calls) followed by one ``tool`` message per
 result, in the order of the calls, so every protocol's encoder sends it back the way it expects.
 """
@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import anyio
 import msgspec
 
-from .engine import Emit, Engine, EventSink, Prepared, _Collector
+from .engine import Emit, Engine, EventSink, Prepared
+from .engine.collect import Collector
 from .errors import SidecarError
 from .types import (
     AssistantMessage,
@@ -95,17 +96,9 @@ class LoopManager:
     async def open(self, params: ChatLoopParams) -> Loop:
         """Check and prepare step 1, so what fails before the network is the RPC error and no
         event is sent; reserves the stream id, so abort works from here on."""
-        stream_id = params.stream_id if isinstance(params.stream_id, str) else uuid.uuid4().hex
-        if not stream_id or len(stream_id) > 128:
-            raise SidecarError("invalid_request", "stream_id must be 1 to 128 characters")
         fields = {k: v for k, v in msgspec.structs.asdict(params).items() if k not in _LOOP_FIELDS}
         request = StreamTextParams(**fields)
-        scope = self.engine.reserve(stream_id)
-        try:
-            prepared = await self.engine.prepare(request)
-        except BaseException:
-            self.engine.release(stream_id)
-            raise
+        stream_id, scope, prepared = await self.engine.open(params.stream_id, request)
         # later steps go to the same model even if the active provider changes meanwhile
         request = msgspec.structs.replace(request, model=prepared.model_ref)
         loop = Loop(
@@ -118,22 +111,14 @@ class LoopManager:
     async def run(self, loop: Loop, sink: EventSink, input_closed: anyio.Event) -> None:
         """Run the loop (its events wait for the start response, see EventSink); always ends with
         exactly one terminal event, on abort and shutdown too."""
-        terminal: Event | None = None
-        try:
-            with loop.scope:
-                terminal = await self._steps(loop, sink.emit, input_closed)
-        except SidecarError as exc:
-            terminal = ErrorEvent(error=exc.info)
-        except Exception:
-            log.exception("tool loop %s failed", loop.loop_id)
-            terminal = ErrorEvent(error=ErrorInfo(code="internal", message="internal error in the sidecar"))
-        finally:
-            self.engine.release(loop.stream_id)
-            if terminal is None:
-                terminal = ErrorEvent(error=ErrorInfo(code="cancelled", message="the tool loop was cancelled"))
+
+        async def end(outcome: DoneEvent | SidecarError) -> None:
+            terminal = ErrorEvent(error=outcome.info) if isinstance(outcome, SidecarError) else outcome
             self._end(loop, terminal)  # before the event goes out: a client that sees it sees the end state
-            with anyio.CancelScope(shield=True):
-                await sink.emit(terminal)
+            await sink.emit(terminal)
+
+        await self.engine.streams.run_to_terminal(
+            loop.stream_id, loop.scope, lambda: self._steps(loop, sink.emit, input_closed), end, "tool loop")
 
     async def _steps(self, loop: Loop, emit: Emit, input_closed: anyio.Event) -> DoneEvent:
         started = time.perf_counter()
@@ -146,13 +131,13 @@ class LoopManager:
             prepared = loop.first or await self.engine.prepare(
                 msgspec.structs.replace(loop.params, messages=list(loop.messages)))
             loop.first = None  # nothing (no key) is held while waiting for tools
-            collector = _Collector()
+            collector = Collector()
             used = _tool_call_ids(loop.messages)
             renamed: dict[str, str] = {}
 
             async def both(
                 event: Event,
-                collector: _Collector = collector,
+                collector: Collector = collector,
                 used: set[str] = used,
                 renamed: dict[str, str] = renamed,
             ) -> None:

@@ -165,6 +165,7 @@ ErrorCode = Literal[
     "storage_error",
     "key_host_mismatch",
     "not_found",
+    "provider_not_installed",
     "internal",
 ]
 

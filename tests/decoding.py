@@ -1,10 +1,12 @@
-"""Drive a protocol decoder exactly as ``Engine.stream`` does, for the per-protocol decoder tests."""
+"""The per-protocol decoder tests drive decoders through the engine's own driver (``sidecar.engine.Decoding``),
+one message at a time, so each test knows which message raised."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from sidecar.engine import Decoding
 from sidecar.errors import SidecarError
 from sidecar.protocols import StreamDecoder
 from sidecar.types import Event
@@ -20,15 +22,14 @@ class Run:
 
 
 def feed(decoder: StreamDecoder, messages: Iterable[tuple[str, str]]) -> Run:
-    """(event, data) per message; nothing after the end marker, then ``end()``; stop at a raised error."""
+    """The messages through the engine's driver, then its ``end()``; stop at a raised error."""
     run = Run(decoder)
-    for i, (event, data) in enumerate(messages):
-        if decoder.complete:
-            continue
-        try:
-            run.events += decoder.feed(event, data)
-        except SidecarError as exc:
-            run.error, run.error_at = exc, i
-            return run
-    run.events += decoder.end()
+    decoding = Decoding(decoder)
+    try:
+        for event in decoding.feed(messages):
+            run.events.append(event)
+    except SidecarError as exc:
+        run.error, run.error_at = exc, decoding.fed - 1
+        return run
+    run.events += decoding.end()
     return run

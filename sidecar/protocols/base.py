@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -32,6 +32,32 @@ class HttpRequest:
     """settings the protocol dropped while encoding: the engine sends them after ``start``"""
 
 
+@dataclass
+class ProcessRequest:
+    """A child process to run for one request: the protocol says what to run; the process transport runs it."""
+
+    argv: list[str]
+    """argv[0]: the program's absolute path"""
+    env: dict[str, str]
+    """the child's WHOLE environment (nothing is inherited)"""
+    stdin: bytes = b""
+    """written, then stdin is closed (never left open: CLIs wait on it)"""
+    cwd: str | None = None
+    """None: a fresh empty temp dir the transport creates and removes"""
+    warnings: list[WarningEvent] = field(default_factory=list)
+
+
+@dataclass
+class LocalRequest:
+    """A model run inside the sidecar for one request: the protocol says how; the local transport runs it."""
+
+    generate: Callable[[], Generator[Event, None, tuple[FinishReason, Usage | None]]]
+    """a blocking generator of the answer's events, run in a worker thread; it returns how the answer finished
+    and its usage (None: counted by estimate). The transport checks for abort after each event and then closes
+    the generator, so every ``yield`` is a stopping point; a SidecarError it raises ends the attempt"""
+    warnings: list[WarningEvent] = field(default_factory=list)
+
+
 class StreamDecoder(Protocol):
     """Turns the upstream stream, one message at a time, into contract events.
 
@@ -57,8 +83,9 @@ class StreamDecoder(Protocol):
 class WireProtocol:
     name: str
     framing: Literal["sse", "ndjson"]
-    encode_request: Callable[[StreamTextParams, Provider, str, str | None], HttpRequest]
-    """(params, provider, model id, api key) -> the streaming request"""
+    encode_request: Callable[[StreamTextParams, Provider, str, str | None], HttpRequest | ProcessRequest | LocalRequest]
+    """(params, provider, model id, api key) -> the streaming request (``ProcessRequest`` for the ``process``
+    transport, ``LocalRequest`` for ``local``)"""
     new_decoder: Callable[[str], StreamDecoder]
     """given the provider id, for messages"""
     map_http_error: Callable[[int, bytes, str], SidecarError]
@@ -69,6 +96,13 @@ class WireProtocol:
     """the models in a successful ``models_request`` answer; ProtocolError-free: skip what does not parse"""
     request_decoder: Callable[[str, StreamTextParams], StreamDecoder] | None = None
     """a decoder that depends on the request (Anthropic's JSON answer sent as a tool call); default ``new_decoder``"""
+    transport: Literal["http", "process", "local", "mock"] = "http"
+    map_process_error: Callable[[int, bytes, str], SidecarError] | None = None
+    """process transport: (exit status, the tail of stderr, provider id) -> the error, for a child that ended
+    before the decoder saw the end of its answer"""
+    check: Callable[[Provider], Awaitable[None]] | None = None
+    """awaited once per request in engine.prepare, before anything else happens: may raise SidecarError
+    (e.g. provider_not_installed) which becomes the RPC error; cache expensive checks yourself"""
 
     def decoder_for(self, provider: str, params: StreamTextParams) -> StreamDecoder:
         """The decoder for one request's stream."""

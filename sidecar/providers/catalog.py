@@ -16,11 +16,15 @@ from .model import Model, Provider
 
 M = Model
 
+OFFLINE_MODEL = "mock:echo"
+"""the built-in model that needs no key and no network (the terminal chat's default)"""
+
 BUILTIN: tuple[Provider, ...] = (
     Provider(
         id="mock",
         name="Mock (offline)",
         protocol="mock",
+        transport="mock",
         base_url="mock://local",
         requires_api_key=False,
         is_local=True,

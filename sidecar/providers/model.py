@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from msgspec import UNSET
 
@@ -73,6 +73,10 @@ class Provider:
     """the catalog's key variable (``OPENAI_API_KEY``); any other variable needs the app's ``--allow-env``"""
     key_host: str | None = None
     """where a key from ``own_key_env`` may go: the catalog's host, or that of a base URL the app set at start"""
+    transport: Literal["http", "process", "local", "mock"] = "http"
+    """how the engine reaches the model: HTTP, a child process, in this process (a worker thread), built in"""
+    program: str | None = None
+    """process transport: the program to run, as the app's trusted side set it (a path or a name on PATH)"""
 
     @property
     def default_models(self) -> list[str]:

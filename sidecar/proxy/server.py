@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import SidecarError
-from ..types import DoneEvent, ErrorEvent, ErrorInfo, Event, FallbackEvent, RetryEvent, StartEvent
+from ..types import DoneEvent, ErrorEvent, ErrorInfo, Event, FallbackEvent, RetryEvent, StartEvent, WarningEvent
 from . import connections, security
 from .translate import (
     NESTED_TOO_DEEPLY,
@@ -51,7 +51,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _BUFFER = 64
 """events held between the upstream and a slow client before the upstream is slowed down"""
-_NOT_OUTPUT = (StartEvent, RetryEvent, FallbackEvent)
+_NOT_OUTPUT = (StartEvent, RetryEvent, FallbackEvent, WarningEvent)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The built-in offline provider: deterministic replies, no key, no network.
+"""The mock transport: the built-in offline provider, deterministic replies, no key, no network.
 
 ``echo`` streams the last user message back. ``script`` plays back ``provider_options.script``, a
 list of steps, one step per request: step ``n`` answers a conversation that already holds ``n``
@@ -15,12 +15,17 @@ import math
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+import anyio
 import msgspec
 from msgspec import Meta, Struct
 
-from ..errors import SidecarError
-from ..types import (
+from ...errors import SidecarError
+from ...policy import Policy
+from ...protocols.base import text_of
+from ...providers import Model, Provider
+from ...types import (
     AssistantMessage,
+    DoneEvent,
     ErrorCode,
     Event,
     FinishReason,
@@ -32,9 +37,10 @@ from ..types import (
     ToolCallEvent,
     ToolCallStartEvent,
     Usage,
+    UsageEvent,
     UserMessage,
 )
-from .base import text_of
+from ..request import Prepared, RunState
 
 MODELS = ("echo", "script")
 CHUNK = 4
@@ -78,7 +84,39 @@ class ScriptStep(Struct, forbid_unknown_fields=True):
 Script = list[ScriptStep]
 
 
-# --- what the engine plays ------------------------------------------------------------
+# --- the transport ----------------------------------------------------------------------
+
+
+class MockTransport:
+    """Plays a reply computed from the request: the script is checked (and an unknown model refused) in
+    ``encode``, so a bad one is the RPC error."""
+
+    async def check(self, provider: Provider) -> None:
+        pass
+
+    def encode(self, params: StreamTextParams, provider: Provider, model: str, api_key: str | None) -> Prepared:
+        check(params, model)
+        return Prepared(params, provider, model, None)
+
+    async def attempt(self, target: Prepared, run: RunState, policy: Policy) -> DoneEvent:
+        answer = reply(target.params, target.model)
+        for event in answer.events:
+            if answer.delay_s:
+                await anyio.sleep(answer.delay_s)
+            await run.emit(event)
+        if answer.error is not None:
+            raise answer.error
+        await run.emit(UsageEvent(**msgspec.structs.asdict(answer.usage)))
+        return run.done(answer.finish_reason, answer.usage, target)
+
+    async def models(self, provider: Provider, api_key: str | None, timeout: float) -> list[Model]:
+        return []
+
+    async def aclose(self) -> None:
+        pass
+
+
+# --- what the transport plays ------------------------------------------------------------
 
 
 @dataclass

@@ -1,0 +1,88 @@
+"""Model lists (the catalog merged with each provider's live list, cached) and connection tests."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+
+import anyio
+
+from ..credentials import check_sendable
+from ..errors import SidecarError
+from ..providers import Model, Provider, Registry
+from ..types import ModelInfo, TestConnectionParams, TestConnectionResult
+from .prepare import Preparer
+
+log = logging.getLogger("sidecar.engine")
+
+TEST_TIMEOUT = 15.0
+MODELS_TIMEOUT = 5.0
+MODELS_TTL = 600.0
+
+
+class ModelLists:
+    def __init__(self, registry: Registry, preparer: Preparer) -> None:
+        self.registry = registry
+        self.preparer = preparer
+        self._models: dict[str, tuple[float, list[Model]]] = {}
+
+    async def fetch(self, provider: Provider, key: str | None, timeout: float) -> list[Model]:
+        """The provider's live model list through its transport: the cheapest authenticated round trip
+        (none, ``[]``, for a transport that has no list)."""
+        return await self.preparer.transport(provider).models(provider, key, timeout)
+
+    async def test_connection(self, params: TestConnectionParams) -> TestConnectionResult:
+        """The cheapest authenticated round trip the provider has: its model list."""
+        provider = self.registry.get(params.provider)
+        if isinstance(params.base_url, str):
+            provider = replace(provider, base_url=params.base_url.rstrip("/"))
+        started = time.perf_counter()
+        error: SidecarError | None = None
+        try:
+            if isinstance(params.api_key, str):  # the caller's own key: it may go where the caller says
+                key: str | None = params.api_key.strip()
+                check_sendable(params.api_key.strip(), provider, "the api_key given")
+            else:
+                key = await self.preparer.key(provider)
+            await self.fetch(provider, key, TEST_TIMEOUT)
+        except SidecarError as exc:
+            error = exc
+        ms = round((time.perf_counter() - started) * 1000, 3)
+        if error is None:
+            return TestConnectionResult(ok=True, latency_ms=ms)
+        return TestConnectionResult(ok=False, latency_ms=ms, error=error.info)
+
+    def forget(self, provider_id: str) -> None:
+        self._models.pop(provider_id, None)
+
+    async def list_models(self, providers: list[Provider], refresh: bool) -> list[ModelInfo]:
+        """Catalog models merged with each provider's live list (cached; ``refresh`` bypasses).
+
+        A provider that cannot be asked (no key, not running, an error) still gives its catalog
+        models; why is logged, not raised, so one dead server does not fail the whole call.
+        """
+        live: dict[str, list[Model]] = {}
+
+        async def fetch(p: Provider) -> None:
+            cached = self._models.get(p.id)
+            if cached and not refresh and time.monotonic() - cached[0] < MODELS_TTL:
+                live[p.id] = cached[1]
+                return
+            try:
+                models = await self.fetch(p, await self.preparer.key(p), MODELS_TIMEOUT)
+            except SidecarError as exc:
+                log.info("model list of %s not available: %s", p.id, exc.info.message)
+                return
+            self._models[p.id] = (time.monotonic(), models)
+            live[p.id] = models
+
+        async with anyio.create_task_group() as tg:
+            for p in providers:
+                tg.start_soon(fetch, p)
+        out: list[ModelInfo] = []
+        for p in providers:
+            known = {m.id for m in p.models}
+            out += [m.info(p.id) for m in p.models]
+            out += [m.info(p.id) for m in live.get(p.id, ()) if m.id not in known]
+        return out
