@@ -16,7 +16,7 @@ import msgspec
 
 from ..checks import JsonAnswer
 from ..errors import SidecarError
-from ..policy import Policy, backoff_ms, policy_for
+from ..policy import Policy, policy_for, retry_delay
 from ..types import DoneEvent, FallbackEvent, RetryEvent, StartEvent, Usage
 from .prepare import Preparer
 from .request import Emit, Options, Prepared, RunState
@@ -153,11 +153,8 @@ class Runner:
             try:
                 return await self._attempt(target, run, policy)
             except SidecarError as exc:
-                if run.output or not exc.info.retryable or retries >= policy.max_retries or exc.local:
-                    raise
-                retry_after = exc.info.retry_after_ms if isinstance(exc.info.retry_after_ms, int) else None
-                delay = backoff_ms(retries, retry_after)
-                if waited + delay > policy.max_wait_ms:
+                delay = None if run.output else retry_delay(exc, retries, waited, policy)
+                if delay is None:
                     raise
                 retries += 1
                 run.retries += 1
