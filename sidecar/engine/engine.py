@@ -58,7 +58,7 @@ class Engine:
         self.streams = Streams()
         self._registry = registry
         self._models: ModelLists | None = None
-        self._local_embed = local_embed
+        self.local_embed = local_embed
         """the ``local`` provider's embeddings (None: not installed)"""
         self._embedder: Embedder | None = None
 
@@ -116,7 +116,7 @@ class Engine:
             from .embed import Embedder
 
             self._embedder = Embedder(self._registry, self.preparer, self.http, self.options, lambda: self.health,
-                                      self._local_embed)
+                                      self.local_embed)
         return self._embedder
 
     async def aclose(self) -> None:
