@@ -422,3 +422,26 @@ def test_local_without_local_embed_is_not_installed(tmp_path: Path) -> None:
         assert result.model == "local:mini"
 
     anyio.run(run)
+
+
+# --- offline: mock:embed -------------------------------------------------------------------------------------
+
+
+def test_mock_embed_offline(sc: Sidecar, fake: FakeEmbeddings) -> None:
+    import math
+
+    def cos(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True)) / (math.hypot(*a) * math.hypot(*b))
+
+    texts_ = ["The cat sat on the mat", "the CAT sat on a mat!", "Quarterly revenue grew", ""]
+    result = sc.call("llm_embed", {"model": "mock:embed", "input": texts_})
+    a, b, c, empty = result["embeddings"]
+    assert len(a) == 64 and all(len(v) == 64 for v in result["embeddings"])
+    assert math.isclose(math.hypot(*a), 1.0)
+    assert cos(a, b) > 0.7 > cos(a, c)
+    assert empty == [0.0] * 64
+    assert result["usage"]["input_tokens"] == 6 + 6 + 3
+    again = sc.call("llm_embed", {"model": "mock:embed", "input": texts_[:1], "dimensions": 16})
+    assert len(again["embeddings"][0]) == 16
+    assert sc.call("llm_embed", {"model": "mock:embed", "input": texts_[:1]})["embeddings"][0] == a
+    assert fake.seen == []

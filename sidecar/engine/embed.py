@@ -12,6 +12,7 @@ together in the order of the input.
   provider's health guard); ``timeouts.total`` of the provider's limits bounds the whole call.
 - **Usage.** The input tokens the provider reported, summed; for a batch whose answer reports none
   (Gemini), an estimate from the characters, and the usage says ``estimated: true``.
+- **The offline provider**'s ``mock:embed`` makes vectors from the words (``transports.mock_embed``).
 - **Local models** (``transport: local``) are embedded by the ``local_embed`` the composition root gives;
   without one the provider is not installed.
 """
@@ -80,6 +81,11 @@ class Embedder:
             vectors, usage = await self._local(provider, model, params.input, dimensions)
         elif provider.transport == "http":
             vectors, usage = await self._http(provider, model, params.input, dimensions, options)
+        elif provider.transport == "mock":  # only mock:embed gets here (the others are chat models)
+            from .transports.mock_embed import embed_words
+
+            vectors, words = embed_words(params.input, dimensions)
+            usage = Usage(input_tokens=words)
         else:
             raise SidecarError("invalid_request", f"{provider.id} makes no embeddings", provider=provider.id)
         return EmbedResult(embeddings=vectors, model=f"{provider.id}:{model}", usage=usage)

@@ -36,6 +36,8 @@ BUILTIN: tuple[Provider, ...] = (
             M("echo", "Echo: streams the last user message back", 1_000_000, 1_000_000, tools=False),
             M("script", "Script: plays back provider_options.script, one step per request", 1_000_000, 1_000_000,
               tools=True, reasoning=True),
+            M("embed", "Embed: deterministic vectors from the words (llm_embed), for offline RAG", 1_000_000,
+              embedding=True),
         ),
     ),
     Provider(
