@@ -445,3 +445,17 @@ def test_mock_embed_offline(sc: Sidecar, fake: FakeEmbeddings) -> None:
     assert len(again["embeddings"][0]) == 16
     assert sc.call("llm_embed", {"model": "mock:embed", "input": texts_[:1]})["embeddings"][0] == a
     assert fake.seen == []
+
+
+def test_embeddings_in_the_usage_log(sc: Sidecar, fake: FakeEmbeddings) -> None:
+    inputs = texts(150, start=1000)
+    sc.call("llm_embed", {"model": "cohere:embed-multilingual-v3.0", "input": inputs})
+    fake.failures.append((401, {}, b'{"message":"invalid api token"}'))
+    error_of(sc.request("llm_embed", {"model": "cohere:embed-multilingual-v3.0", "input": ["t1"]}))
+    error_of(sc.request("llm_embed", {"model": "cohere:command-a-03-2025", "input": ["t1"]}))  # refused: not logged
+    groups = {g["key"]: g for g in sc.call("get_usage_stats", {"group_by": "model"})["groups"]}
+    group = groups["cohere:embed-multilingual-v3.0"]
+    assert (group["requests"], group["errors"]) == (2, 1)
+    assert (group["input_tokens"], group["output_tokens"]) == (reported_tokens(inputs), 0)
+    assert group["cost_usd"] == pytest.approx(reported_tokens(inputs) * 0.1 / 1e6)
+    assert "cohere:command-a-03-2025" not in groups

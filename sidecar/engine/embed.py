@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -34,6 +35,7 @@ from ..tokens import estimate
 from ..types import EmbedParams, EmbedResult, StreamTextParams, Usage
 from .prepare import Preparer
 from .request import Options
+from .runner import Outcome
 from .transports.http import HttpTransport
 
 if TYPE_CHECKING:
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
 
 LocalEmbed = Callable[[str, list[str]], Awaitable[tuple[list[list[float]], int]]]
 """(model id, texts) -> (one vector per text, input tokens): the ``local`` provider's embeddings"""
+Work = Callable[[], Awaitable[tuple[list[list[float]], Usage]]]
+"""one call's embeddings, once everything before the model has been checked"""
 
 GUESS_DIMENSIONS = 3072
 """the size of a vector before an answer shows it: the largest common one (text-embedding-3-large)"""
@@ -62,8 +66,11 @@ def check_embedding_model(provider: Provider, model: str) -> None:
 
 class Embedder:
     def __init__(self, registry: Registry, preparer: Preparer, http: HttpTransport, options: Options,
-                 health: Callable[[], Health], local: LocalEmbed | None) -> None:
+                 health: Callable[[], Health], local: LocalEmbed | None,
+                 report: Callable[[Outcome], None] = lambda outcome: None) -> None:
         self.registry = registry
+        self.report = report
+        """every call that reached a provider, for the usage log (``kind: embed``)"""
         self.preparer = preparer
         self.http = http
         self.options = options
@@ -77,39 +84,65 @@ class Embedder:
         check_embedding_model(provider, model)
         dimensions = params.dimensions if isinstance(params.dimensions, int) else None
         options = params.provider_options if isinstance(params.provider_options, dict) else None
-        if provider.transport == "local":
-            vectors, usage = await self._local(provider, model, params.input, dimensions)
-        elif provider.transport == "http":
-            vectors, usage = await self._http(provider, model, params.input, dimensions, options)
-        elif provider.transport == "mock":  # only mock:embed gets here (the others are chat models)
-            from .transports.mock_embed import embed_words
+        work = await self._prepare(provider, model, params.input, dimensions, options)  # refusals: not reported
+        started, wall = time.perf_counter(), time.time()
 
-            vectors, words = embed_words(params.input, dimensions)
-            usage = Usage(input_tokens=words)
-        else:
-            raise SidecarError("invalid_request", f"{provider.id} makes no embeddings", provider=provider.id)
+        def report(usage: Usage | None, error: str | None) -> None:
+            self.report(Outcome(kind="embed", provider=provider.id, model=f"{provider.id}:{model}", started_at=wall,
+                                latency_ms=round((time.perf_counter() - started) * 1000, 3), ttft_ms=None,
+                                usage=usage, finish_reason=None, error=error))
+
+        try:
+            vectors, usage = await work()
+        except SidecarError as exc:
+            report(None, exc.code)
+            raise
+        except anyio.get_cancelled_exc_class():
+            report(None, "cancelled")
+            raise
+        report(usage, None)
         return EmbedResult(embeddings=vectors, model=f"{provider.id}:{model}", usage=usage)
 
-    async def _local(self, provider: Provider, model: str, texts: list[str],
-                     dimensions: int | None) -> tuple[list[list[float]], Usage]:
-        if self.local is None:
-            raise SidecarError("provider_not_installed", f"{provider.id}: models in the app need the local extra "
-                               f"({LOCAL_EXTRA})", provider=provider.id)
-        if dimensions is not None:
-            raise SidecarError("invalid_request", f"{provider.id}: a local model's vectors have the model's own "
-                               "size; dimensions cannot be chosen", provider=provider.id)
-        vectors, tokens = await self.local(model, texts)
-        _check_count(provider, len(vectors), len(texts))
-        return vectors, Usage(input_tokens=tokens)
+    async def _prepare(self, provider: Provider, model: str, texts: list[str], dimensions: int | None,
+                       options: dict[str, Any] | None) -> Work:
+        """Everything before the model is reached (a refusal here is the RPC error); the work that reaches it."""
+        if provider.transport == "http":
+            protocol = self.http.protocol(provider)
+            if protocol.embed_request is None or protocol.parse_embeddings is None:
+                raise SidecarError("invalid_request", f"{provider.id}: the {protocol.name} protocol has no "
+                                   "embeddings", provider=provider.id)
+            await self.http.check(provider)
+            key = await self.preparer.key(provider)
+            return partial(self._http, provider, protocol, key, model, texts, dimensions, options)
+        if provider.transport == "local":
+            local = self.local
+            if local is None:
+                raise SidecarError("provider_not_installed", f"{provider.id}: models in the app need the local "
+                                   f"extra ({LOCAL_EXTRA})", provider=provider.id)
+            if dimensions is not None:
+                raise SidecarError("invalid_request", f"{provider.id}: a local model's vectors have the model's "
+                                   "own size; dimensions cannot be chosen", provider=provider.id)
 
-    async def _http(self, provider: Provider, model: str, texts: list[str], dimensions: int | None,
-                    options: dict[str, Any] | None) -> tuple[list[list[float]], Usage]:
-        protocol = self.http.protocol(provider)
-        if protocol.embed_request is None or protocol.parse_embeddings is None:
-            raise SidecarError("invalid_request", f"{provider.id}: the {protocol.name} protocol has no embeddings",
-                               provider=provider.id)
-        await self.http.check(provider)
-        key = await self.preparer.key(provider)
+            async def run_local() -> tuple[list[list[float]], Usage]:
+                vectors, tokens = await local(model, texts)
+                _check_count(provider, len(vectors), len(texts))
+                return vectors, Usage(input_tokens=tokens)
+
+            return run_local
+        if provider.transport == "mock":  # only mock:embed gets here (the others are chat models)
+
+            async def run_mock() -> tuple[list[list[float]], Usage]:
+                from .transports.mock_embed import embed_words
+
+                vectors, words = embed_words(texts, dimensions)
+                return vectors, Usage(input_tokens=words)
+
+            return run_mock
+        raise SidecarError("invalid_request", f"{provider.id} makes no embeddings", provider=provider.id)
+
+    async def _http(self, provider: Provider, protocol: WireProtocol, key: str | None, model: str, texts: list[str],
+                    dimensions: int | None, options: dict[str, Any] | None) -> tuple[list[list[float]], Usage]:
+        assert protocol.embed_request is not None and protocol.parse_embeddings is not None
         policy = policy_for(StreamTextParams(messages=[]), provider)  # the provider's limits; no request settings
         limit = max(1, provider.embed_batch or protocol.embed_batch or 1)
         budget = self.options.read_limits.max_body_bytes

@@ -116,7 +116,7 @@ class Engine:
             from .embed import Embedder
 
             self._embedder = Embedder(self._registry, self.preparer, self.http, self.options, lambda: self.health,
-                                      self.local_embed)
+                                      self.local_embed, self.runner.report)
         return self._embedder
 
     async def aclose(self) -> None:
