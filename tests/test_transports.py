@@ -65,12 +65,18 @@ def text(events: list[dict[str, Any]]) -> str:
 
 
 def gone(pid: int) -> bool:
-    """No such process, or only its zombie left for init to reap."""
+    """No such process, or (where /proc tells) only its zombie left for init to reap."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except FileNotFoundError:
+        if os.path.isdir("/proc/self"):
+            return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return True
+    return False
 
 
 def wait_gone(pids: list[int]) -> list[int]:
