@@ -265,9 +265,9 @@ class EmbedParams(Wire):
     model: str
     """``provider:model``: an embedding model (a catalog model with supports_embedding, or one the catalog
     does not know: a custom provider's, an Ollama model, a ``local:`` model registered with embedding: true)"""
-    input: Annotated[list[str], Meta(min_length=1)]
-    """the texts, one vector each, in this order; sent in batches of the provider's limit"""
-    dimensions: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    input: list[str]
+    """the texts (at least one), one vector each, in this order; sent in batches of the provider's limit"""
+    dimensions: Annotated[int, Meta(ge=1, le=65536)] | UnsetType = UNSET
     """shorter vectors, where the model can make them (OpenAI's text-embedding-3, Gemini, Cohere embed-v4)"""
     provider_options: dict[str, Any] | UnsetType = UNSET
     """merged into each request's body (Cohere's ``input_type``, Gemini's ``taskType``)"""

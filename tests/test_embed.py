@@ -267,6 +267,7 @@ def test_provider_without_embeddings_refused(sc: Sidecar, fake: FakeEmbeddings) 
 
 @pytest.mark.parametrize("params", [{"model": "openai:text-embedding-3-small", "input": []},
                                     {"model": "openai:text-embedding-3-small", "input": ["a"], "dimensions": 0},
+                                    {"model": "mock:embed", "input": ["a"], "dimensions": 65537},
                                     {"model": "openai:text-embedding-3-small", "input": [[1, 2]]},
                                     {"model": "openai:text-embedding-3-small", "input": "a"},
                                     {"model": "nocolon", "input": ["a"]}])
@@ -441,6 +442,8 @@ def test_mock_embed_offline(sc: Sidecar, fake: FakeEmbeddings) -> None:
     assert cos(a, b) > 0.7 > cos(a, c)
     assert empty == [0.0] * 64
     assert result["usage"]["input_tokens"] == 6 + 6 + 3
+    huge = error_of(sc.request("llm_embed", {"model": "mock:embed", "input": ["a"] * 1000, "dimensions": 65536}))
+    assert huge["code"] == "invalid_request" and "max_body_bytes" in huge["message"]
     again = sc.call("llm_embed", {"model": "mock:embed", "input": texts_[:1], "dimensions": 16})
     assert len(again["embeddings"][0]) == 16
     assert sc.call("llm_embed", {"model": "mock:embed", "input": texts_[:1]})["embeddings"][0] == a
@@ -459,3 +462,16 @@ def test_embeddings_in_the_usage_log(sc: Sidecar, fake: FakeEmbeddings) -> None:
     assert (group["input_tokens"], group["output_tokens"]) == (reported_tokens(inputs), 0)
     assert group["cost_usd"] == pytest.approx(reported_tokens(inputs) * 0.1 / 1e6)
     assert "cohere:command-a-03-2025" not in groups
+
+
+def test_proxy_embeddings_bad_bodies(sc: Sidecar, fake: FakeEmbeddings, client: openai.OpenAI) -> None:
+    for body, words in [({"model": "openai:text-embedding-3-small", "input": []}, "at least one text"),
+                        ({"model": "openai:text-embedding-3-small", "input": "a", "dimensions": 0}, "dimensions"),
+                        ({"model": "openai:text-embedding-3-small"}, "input"),
+                        ({"model": "openai:text-embedding-3-small", "input": ["a", 5]}, "input[1]")]:
+        with pytest.raises(openai.BadRequestError) as bad:
+            client.post("/embeddings", body=body, cast_to=object)
+        assert words in str(bad.value), (body, str(bad.value))
+    with pytest.raises(openai.NotFoundError):
+        client.embeddings.create(model="text-embedding-3-small", input="a")  # no provider: unknown model
+    assert fake.seen == []

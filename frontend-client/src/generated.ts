@@ -279,10 +279,7 @@ export interface DoneEvent {
 }
 export interface EmbedParams {
   model: string;
-  /**
-   * @minItems 1
-   */
-  input: [string, ...string[]];
+  input: string[];
   dimensions?: number;
   provider_options?: {
     [k: string]: unknown;

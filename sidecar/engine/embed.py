@@ -79,6 +79,8 @@ class Embedder:
         """the ``local`` provider's embeddings; None: not installed"""
 
     async def embed(self, params: EmbedParams) -> EmbedResult:
+        if not params.input:
+            raise SidecarError("invalid_request", "input must hold at least one text")
         provider_id, model = split_model(params.model)
         provider = self.registry.get(provider_id)
         check_embedding_model(provider, model)
@@ -130,10 +132,14 @@ class Embedder:
 
             return run_local
         if provider.transport == "mock":  # only mock:embed gets here (the others are chat models)
+            from .transports.mock_embed import DIMENSIONS, embed_words
+
+            budget = self.options.read_limits.max_body_bytes
+            if len(texts) * (dimensions or DIMENSIONS) * JSON_FLOAT_BYTES > budget:
+                raise SidecarError("invalid_request", f"{provider.id}: the answer would be larger than the limit of "
+                                   f"{budget} bytes (max_body_bytes); send fewer texts per call", provider=provider.id)
 
             async def run_mock() -> tuple[list[list[float]], Usage]:
-                from .transports.mock_embed import embed_words
-
                 vectors, words = embed_words(texts, dimensions)
                 return vectors, Usage(input_tokens=words)
 

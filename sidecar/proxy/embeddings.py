@@ -13,7 +13,7 @@ from array import array
 from typing import Any, Literal
 
 import msgspec
-from msgspec import UNSET, Struct
+from msgspec import Struct
 
 from ..errors import SidecarError
 from ..types import EmbedParams, EmbedResult
@@ -48,15 +48,17 @@ def to_embed_params(req: EmbeddingsRequest) -> EmbedParams:
     if ":" not in req.model:
         raise SidecarError("unknown_model", f"model must be 'provider:model', got {req.model!r}")
     texts = [req.input] if isinstance(req.input, str) else req.input
-    if not texts:
-        raise SidecarError("invalid_request", "input must not be empty")
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise SidecarError("invalid_request", f"input[{i}] is not a string: token arrays are not supported, "
                                "send the text")
-    if req.dimensions is not None and req.dimensions < 1:
-        raise SidecarError("invalid_request", "dimensions must be at least 1")
-    return EmbedParams(model=req.model, input=texts, dimensions=UNSET if req.dimensions is None else req.dimensions)
+    params: dict[str, Any] = {"model": req.model, "input": texts}
+    if req.dimensions is not None:
+        params["dimensions"] = req.dimensions
+    try:  # the contract's own checks (dimensions' range)
+        return msgspec.convert(params, EmbedParams)
+    except msgspec.ValidationError as exc:
+        raise SidecarError("invalid_request", f"invalid request body: {exc}") from None
 
 
 def _base64(vector: list[float]) -> str:
