@@ -475,3 +475,19 @@ def test_proxy_embeddings_bad_bodies(sc: Sidecar, fake: FakeEmbeddings, client: 
     with pytest.raises(openai.NotFoundError):
         client.embeddings.create(model="text-embedding-3-small", input="a")  # no provider: unknown model
     assert fake.seen == []
+
+
+def test_proxy_embeddings_behind_the_same_gate(sc: Sidecar, fake: FakeEmbeddings, client: openai.OpenAI) -> None:
+    import httpx
+
+    url = f"{client.base_url}embeddings"
+    body = {"model": "openai:text-embedding-3-small", "input": "t1"}
+    auth = {"authorization": f"Bearer {client.api_key}"}
+    from_page = httpx.post(url, json=body, headers={**auth, "origin": "http://evil.example"})
+    assert from_page.status_code == 403 and from_page.json()["error"]["code"] == "permission_denied"
+    rebound = httpx.post(url, json=body, headers={**auth, "host": f"evil.example:{client.base_url.port}"})
+    assert rebound.status_code == 403
+    assert httpx.post(url, json=body).status_code == 401
+    assert fake.seen == []
+    ok = httpx.post(url, json=body, headers=auth)
+    assert ok.status_code == 200 and ok.json()["data"][0]["embedding"] == [1.0, 2.0, 0.5]
