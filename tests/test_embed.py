@@ -491,3 +491,28 @@ def test_proxy_embeddings_behind_the_same_gate(sc: Sidecar, fake: FakeEmbeddings
     assert fake.seen == []
     ok = httpx.post(url, json=body, headers=auth)
     assert ok.status_code == 200 and ok.json()["data"][0]["embedding"] == [1.0, 2.0, 0.5]
+
+
+# --- bounded: one call's answers share the body limit ----------------------------------------------------
+
+
+def test_answers_of_one_call_are_bounded(fake: FakeEmbeddings, tmp_path: Path) -> None:
+    """With --max-body-bytes 1 MiB: the first batch is sized for large vectors, the next by the size measured,
+    and a call whose answers pass the limit in all is refused, naming it."""
+    sc = Sidecar(tmp_path, "--max-body-bytes", "1MiB", "--base-url", f"ollama={fake.url}")
+    try:
+        sc.wait_for(lambda m: m.get("method") == "sidecar-ready")
+        fake.seen.clear()
+        result = sc.call("llm_embed", {"model": "ollama:nomic-embed-text", "input": texts(200)})
+        sizes = [len(g.body["input"]) for g in fake.seen]
+        assert sizes[0] < 64 and sum(sizes) == 200, sizes  # a guess: 3,072-dimensional vectors
+        assert sizes[1:-1] == [64] * (len(sizes) - 2) and 0 < sizes[-1] <= 64, sizes  # then Ollama's batch
+        assert first_values(result) == [float(i) for i in range(200)]
+        # 8,000 vectors of 32 floats (about 1.3 MB of JSON) do not fit in 1 MiB
+        err = error_of(sc.request("llm_embed", {"model": "ollama:nomic-embed-text", "input": texts(8000),
+                                                "dimensions": 32}, timeout=60))
+        assert err["code"] == "protocol_error" and "max_body_bytes" in err["message"]
+        assert "send fewer texts" in err["message"]
+        assert sc.call("sidecar_info")["version"]
+    finally:
+        sc.kill()
