@@ -34,6 +34,8 @@ from .types import (
     DeletedResult,
     DiscoveredProvider,
     DiscoverParams,
+    EmbedParams,
+    EmbedResult,
     Empty,
     HealthParams,
     ListModelsParams,
@@ -164,6 +166,13 @@ class Api:
     @rpc_method("Run a request to its end and return the whole answer.")
     async def complete_chat(self, ctx: RequestContext, params: StreamTextParams) -> CompleteChatResult:
         return await self.engine.complete_chat(params)
+
+    @rpc_method(
+        "Embed texts: one vector per input, in order, sent in batches of the provider's limit (openai, gemini, "
+        "cohere and ollama protocols, and local: models registered with embedding: true)."
+    )
+    async def llm_embed(self, ctx: RequestContext, params: EmbedParams) -> EmbedResult:
+        return await self.engine.embed(params)
 
     @rpc_method(
         "Start a tool loop: the sidecar streams step after step on llm-stream-<stream_id>, asking for tool "
@@ -308,7 +317,8 @@ class Api:
     # --- the local OpenAI-compatible proxy ---------------------------------------------------
 
     @rpc_method(
-        "Start the local OpenAI-compatible proxy (POST /v1/chat/completions, GET /v1/models) with model = "
+        "Start the local OpenAI-compatible proxy (POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models) "
+        "with model = "
         "provider:model; loopback only unless a host is given; already running with the same settings: its url."
     )
     async def start_llm_proxy(self, ctx: RequestContext, params: StartProxyParams) -> ProxyStarted:

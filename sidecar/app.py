@@ -23,6 +23,7 @@ from .trust import Trust
 from .types import SidecarReady
 
 if TYPE_CHECKING:
+    from .engine.embed import LocalEmbed
     from .proxy import ProxyManager
     from .usage import UsageStore
 
@@ -36,13 +37,16 @@ def map_error(exc: Exception) -> RpcError | None:
 
 
 class App:
-    def __init__(self, data_dir: Path, keyring_service: str, trust: Trust | None = None) -> None:
+    def __init__(self, data_dir: Path, keyring_service: str, trust: Trust | None = None, *,
+                 local_embed: LocalEmbed | None = None) -> None:
+        """``local_embed``: the ``local`` provider's embeddings (None until it is installed:
+        ``llm_embed`` to a ``local:`` model is then ``provider_not_installed``)."""
         self.data_dir = data_dir
         self.trust = trust or Trust()
         self.settings = SettingsStore(data_dir)
         self.registry = Registry(self.settings, self.trust)
         self.credentials = Credentials(keyring_service, self.settings, self.trust)
-        self.engine = Engine(self.registry, self.credentials, self.settings)
+        self.engine = Engine(self.registry, self.credentials, self.settings, local_embed=local_embed)
         # Built on first use, not at start-up: the first list_providers must not wait for them.
         self.usage: Lazy[UsageStore] = Lazy(self._build_usage)
         self.proxy: Lazy[ProxyManager] = Lazy(self._build_proxy)

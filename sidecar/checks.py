@@ -34,6 +34,9 @@ def check_request(params: StreamTextParams, provider: Provider, model: str) -> N
         return  # the user's own models: the catalog knows nothing about them
     for m in provider.models:
         if m.id == model:
+            if m.embedding:
+                raise SidecarError("invalid_request", f"{provider.id}:{model} is an embedding model: use llm_embed",
+                                   provider=provider.id)
             if m.vision is False and _has_image(params):
                 raise SidecarError(
                     "invalid_request",

@@ -17,6 +17,7 @@ from datetime import datetime
 
 from msgspec import UnsetType
 
+from .errors import SidecarError
 from .providers import Provider
 from .types import RetryOptions, StreamTextParams, Timeouts
 
@@ -76,6 +77,16 @@ def backoff_ms(retry: int, retry_after_ms: int | None) -> int:
     if retry_after_ms is not None:
         return retry_after_ms
     return int(random.uniform(0, min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2**retry)))
+
+
+def retry_delay(error: SidecarError, retries: int, waited_ms: int, policy: Policy) -> int | None:
+    """The wait in ms before trying again after ``error``, ``retries`` tries and ``waited_ms`` of waiting in;
+    None when it is not tried again (not retryable, refused by the sidecar itself, or over the policy's limits)."""
+    info = error.info
+    if not info.retryable or error.local or retries >= policy.max_retries:
+        return None
+    delay = backoff_ms(retries, info.retry_after_ms if isinstance(info.retry_after_ms, int) else None)
+    return None if waited_ms + delay > policy.max_wait_ms else delay
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")

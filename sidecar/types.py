@@ -236,6 +236,8 @@ class ModelInfo(Wire):
     """list price in USD per 1M output tokens (reasoning included)"""
     cached_input_price: float | UnsetType = UNSET
     """USD per 1M input tokens read from the prompt cache"""
+    supports_embedding: bool | UnsetType = UNSET
+    """true: an embedding model, for llm_embed (not for chat)"""
 
 
 # --- method params and results ---------------------------------------------------------
@@ -259,6 +261,31 @@ class CompleteChatResult(Wire):
     finish_reason: FinishReason
     usage: Usage
     model: str
+
+
+# --- embeddings (llm_embed) ----------------------------------------------------------------
+
+
+class EmbedParams(Wire):
+    model: str
+    """``provider:model``: an embedding model (a catalog model with supports_embedding, or one the catalog
+    does not know: a custom provider's, an Ollama model, a ``local:`` model registered with embedding: true)"""
+    input: list[str]
+    """the texts (at least one), one vector each, in this order; sent in batches of the provider's limit"""
+    dimensions: Annotated[int, Meta(ge=1, le=65536)] | UnsetType = UNSET
+    """shorter vectors, where the model can make them (OpenAI's text-embedding-3, Gemini, Cohere embed-v4)"""
+    provider_options: dict[str, Any] | UnsetType = UNSET
+    """merged into each request's body (Cohere's ``input_type``, Gemini's ``taskType``)"""
+
+
+class EmbedResult(Wire):
+    embeddings: list[list[float]]
+    """one vector per input, in the order of ``input``"""
+    model: str
+    """``provider:model``"""
+    usage: Usage
+    """input tokens as the provider reported them (``estimated: true`` where it reported none);
+    output_tokens is 0"""
 
 
 # --- the tool loop (llm_chat_loop_start) ------------------------------------------------

@@ -60,7 +60,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY,
     ts REAL NOT NULL,                   -- started_at, Unix seconds
-    kind TEXT NOT NULL,                 -- stream | complete
+    kind TEXT NOT NULL,                 -- stream | complete | embed
     provider TEXT NOT NULL,
     model TEXT NOT NULL,                -- provider:model
     stream_id TEXT,

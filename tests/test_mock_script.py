@@ -213,7 +213,8 @@ def test_no_script_or_an_unknown_mock_model(sidecar: Sidecar) -> None:
 
 def test_the_model_is_listed(sidecar: Sidecar) -> None:
     models = sidecar.call("llm_list_available_models", {"provider": "mock"})
-    assert {m["id"]: m.get("supports_tools") for m in models} == {"mock:echo": False, "mock:script": True}
+    assert {m["id"]: m.get("supports_tools") for m in models} == {"mock:echo": False, "mock:script": True,
+                                                                  "mock:embed": None}
 
 
 # --- the tool loop, offline -------------------------------------------------------------------------------

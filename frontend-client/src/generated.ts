@@ -281,6 +281,19 @@ export interface DoneEvent {
   stream_id: string;
   seq: number;
 }
+export interface EmbedParams {
+  model: string;
+  input: string[];
+  dimensions?: number;
+  provider_options?: {
+    [k: string]: unknown;
+  };
+}
+export interface EmbedResult {
+  embeddings: number[][];
+  model: string;
+  usage: Usage;
+}
 export interface Empty {}
 export interface ErrorEvent {
   type: "error";
@@ -383,6 +396,7 @@ export interface ModelInfo {
   input_price?: number;
   output_price?: number;
   cached_input_price?: number;
+  supports_embedding?: boolean;
 }
 export interface ProviderConfig {
   id: string;
@@ -725,6 +739,10 @@ export interface SidecarMethods {
    */
   complete_chat: { params: StreamTextParams; result: CompleteChatResult };
   /**
+   * Embed texts: one vector per input, in order, sent in batches of the provider's limit (openai, gemini, cohere and ollama protocols, and local: models registered with embedding: true).
+   */
+  llm_embed: { params: EmbedParams; result: EmbedResult };
+  /**
    * Start a tool loop: the sidecar streams step after step on llm-stream-<stream_id>, asking for tool results (tool_calls_requested) until the model answers without tools, max_steps is reached, or it fails.
    */
   llm_chat_loop_start: { params: ChatLoopParams; result: ChatLoopStarted };
@@ -793,7 +811,7 @@ export interface SidecarMethods {
    */
   get_chat_workspace_settings: { params: ChatWorkspaceParams; result: ChatWorkspaceSettings };
   /**
-   * Start the local OpenAI-compatible proxy (POST /v1/chat/completions, GET /v1/models) with model = provider:model; loopback only unless a host is given; already running with the same settings: its url.
+   * Start the local OpenAI-compatible proxy (POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models) with model = provider:model; loopback only unless a host is given; already running with the same settings: its url.
    */
   start_llm_proxy: { params: StartProxyParams; result: ProxyStarted };
   /**
@@ -849,6 +867,7 @@ export const SIDECAR_METHODS = {
   streamText: { method: "llm_stream_text", params: "required" },
   abortStream: { method: "llm_abort_stream", params: "required" },
   completeChat: { method: "complete_chat", params: "required" },
+  embed: { method: "llm_embed", params: "required" },
   chatLoopStart: { method: "llm_chat_loop_start", params: "required" },
   submitToolResults: { method: "llm_submit_tool_results", params: "required" },
   getLoopMessages: { method: "llm_get_loop_messages", params: "required" },
@@ -899,6 +918,12 @@ export interface SidecarMethodFunctions<Options> {
    * Wire method `complete_chat`.
    */
   completeChat(params: StreamTextParams, options?: Options): Promise<CompleteChatResult>;
+  /**
+   * Embed texts: one vector per input, in order, sent in batches of the provider's limit (openai, gemini, cohere and ollama protocols, and local: models registered with embedding: true).
+   *
+   * Wire method `llm_embed`.
+   */
+  embed(params: EmbedParams, options?: Options): Promise<EmbedResult>;
   /**
    * Start a tool loop: the sidecar streams step after step on llm-stream-<stream_id>, asking for tool results (tool_calls_requested) until the model answers without tools, max_steps is reached, or it fails.
    *
@@ -1002,7 +1027,7 @@ export interface SidecarMethodFunctions<Options> {
    */
   getChatWorkspaceSettings(params: ChatWorkspaceParams, options?: Options): Promise<ChatWorkspaceSettings>;
   /**
-   * Start the local OpenAI-compatible proxy (POST /v1/chat/completions, GET /v1/models) with model = provider:model; loopback only unless a host is given; already running with the same settings: its url.
+   * Start the local OpenAI-compatible proxy (POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models) with model = provider:model; loopback only unless a host is given; already running with the same settings: its url.
    *
    * Wire method `start_llm_proxy`.
    */

@@ -6,6 +6,7 @@ ends in exactly one terminal event.
 - ``runner``: start, warnings, attempts with retries and fallbacks, outcomes for the usage log;
 - ``streams``: reserve, abort, release, and ``run_to_terminal``;
 - ``models``: model lists and connection tests;
+- ``embed``: embeddings (``llm_embed``), in batches of the provider's limit;
 - ``decoding``: the one decoder driver; ``watchdog``: first-byte and idle timers;
 - ``transports``: one module per transport.
 """

@@ -17,6 +17,8 @@ from ..settings import SettingsStore
 from ..types import (
     CompleteChatResult,
     DoneEvent,
+    EmbedParams,
+    EmbedResult,
     ErrorEvent,
     Event,
     ModelInfo,
@@ -33,6 +35,7 @@ from .transports.http import HttpTransport
 
 if TYPE_CHECKING:
     from ..health import Health
+    from .embed import Embedder, LocalEmbed
     from .models import ModelLists
 
 
@@ -45,7 +48,8 @@ class Engine:
     """
 
     def __init__(self, registry: Registry, credentials: Credentials, settings: SettingsStore, *,
-                 protocols: Callable[[str], WireProtocol] = get_protocol) -> None:
+                 protocols: Callable[[str], WireProtocol] = get_protocol,
+                 local_embed: LocalEmbed | None = None) -> None:
         self.options = Options()
         self.http = HttpTransport(protocols, self.options)
         self.transports = _Transports(self.http, protocols, self.options)
@@ -55,6 +59,9 @@ class Engine:
         self.streams = Streams()
         self._registry = registry
         self._models: ModelLists | None = None
+        self.local_embed = local_embed
+        """the ``local`` provider's embeddings (None: not installed)"""
+        self._embedder: Embedder | None = None
 
     # --- settings and services ------------------------------------------------------------
 
@@ -103,6 +110,16 @@ class Engine:
             self._models = ModelLists(self._registry, self.preparer)
         return self._models
 
+    @property
+    def embedder(self) -> Embedder:
+        """Embeddings (``llm_embed``), built (and imported) on first use."""
+        if self._embedder is None:
+            from .embed import Embedder
+
+            self._embedder = Embedder(self._registry, self.preparer, self.http, self.options, lambda: self.health,
+                                      self.local_embed, self.runner.report)
+        return self._embedder
+
     async def aclose(self) -> None:
         for transport in self.transports.built():
             await transport.aclose()
@@ -126,6 +143,10 @@ class Engine:
         collector = Collector()
         done = await self.runner.stream(prepared, collector.add)
         return collector.result(done)
+
+    async def embed(self, params: EmbedParams) -> EmbedResult:
+        """``llm_embed``: one vector per input, in order (see ``embed``)."""
+        return await self.embedder.embed(params)
 
     # --- streams by id ------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import msgspec
 
 from ..checks import JsonAnswer
 from ..errors import SidecarError
-from ..policy import Policy, backoff_ms, policy_for
+from ..policy import Policy, policy_for, retry_delay
 from ..types import DoneEvent, FallbackEvent, RetryEvent, StartEvent, Usage
 from .prepare import Preparer
 from .request import Emit, Options, Prepared, RunState
@@ -34,7 +34,7 @@ FALLBACK_ON = frozenset({"upstream_unavailable", "rate_limited", "timeout", "net
 class Outcome:
     """One finished request (stream or complete_chat), as observers such as the usage log see it."""
 
-    kind: Literal["stream", "complete"]
+    kind: Literal["stream", "complete", "embed"]
     provider: str
     model: str
     """``provider:model`` that answered, or the last one tried"""
@@ -116,9 +116,13 @@ class Runner:
     def _finished(self, outcome: Outcome, stream_id: str | None) -> None:
         outcome.kind = "stream" if stream_id is not None else "complete"
         outcome.stream_id = stream_id
+        self.report(outcome)
+
+    def report(self, outcome: Outcome) -> None:
+        """A finished request: logged (with ``--log-requests``) and handed to the observers."""
         if self.options.log_requests:
             log.info("request finished", extra={"fields": {
-                "kind": outcome.kind, "stream_id": stream_id, "model": outcome.model,
+                "kind": outcome.kind, "stream_id": outcome.stream_id, "model": outcome.model,
                 "outcome": outcome.error or "done", "finish_reason": outcome.finish_reason,
                 "latency_ms": outcome.latency_ms, "ttft_ms": outcome.ttft_ms, "retries": outcome.retries,
                 "input_tokens": outcome.usage.input_tokens if outcome.usage else None,
@@ -153,11 +157,8 @@ class Runner:
             try:
                 return await self._attempt(target, run, policy)
             except SidecarError as exc:
-                if run.output or not exc.info.retryable or retries >= policy.max_retries or exc.local:
-                    raise
-                retry_after = exc.info.retry_after_ms if isinstance(exc.info.retry_after_ms, int) else None
-                delay = backoff_ms(retries, retry_after)
-                if waited + delay > policy.max_wait_ms:
+                delay = None if run.output else retry_delay(exc, retries, waited, policy)
+                if delay is None:
                     raise
                 retries += 1
                 run.retries += 1

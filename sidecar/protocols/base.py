@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import msgspec
 
@@ -80,6 +80,10 @@ class StreamDecoder(Protocol):
         ...
 
 
+EmbedRequest = Callable[[Provider, str, list[str], int | None, str | None, dict[str, Any] | None], HttpRequest]
+"""(provider, model id, texts, dimensions, api key, provider_options) -> one batch's embeddings request"""
+
+
 @dataclass(frozen=True)
 class WireProtocol:
     name: str
@@ -104,6 +108,15 @@ class WireProtocol:
     check: Callable[[Provider], Awaitable[None]] | None = None
     """awaited once per request in engine.prepare, before anything else happens: may raise SidecarError
     (e.g. provider_not_installed) which becomes the RPC error; cache expensive checks yourself"""
+
+    embed_request: EmbedRequest | None = None
+    """embeddings: (provider, model id, texts, dimensions or None, api key, the request's provider_options or
+    None) -> the request for one batch; None: the protocol has no embeddings"""
+    parse_embeddings: Callable[[bytes], tuple[list[list[float]], int | None]] | None = None
+    """a successful ``embed_request`` answer -> (one vector per text, in order; the input tokens, None when not
+    reported); raises msgspec's DecodeError or ValidationError for a body of another shape"""
+    embed_batch: int = 0
+    """the most texts one ``embed_request`` may carry (a provider's ``embed_batch`` overrides it)"""
 
     def decoder_for(self, provider: str, params: StreamTextParams) -> StreamDecoder:
         """The decoder for one request's stream."""

@@ -52,6 +52,7 @@ from .toolkit import (
     given_parallel_tool_calls,
     image_url,
     json_headers,
+    merge,
     merge_options,
     unsupported,
 )
@@ -218,6 +219,50 @@ def map_http_error(status: int, body: bytes, provider: str) -> SidecarError:
     if status == 499:  # Cohere's "request cancelled" / "streaming error": its docs say try again
         return SidecarError("upstream_unavailable", err.info.message, provider=provider, status=status)
     return err
+
+
+# --- embeddings ---------------------------------------------------------------------------
+
+EMBED_BATCH = 96
+"""Cohere's limit of texts per ``/v2/embed`` request"""
+INPUT_TYPE = "search_document"
+"""what the texts are for, which v3+ models require: documents to search (override with provider_options
+``{"input_type": "search_query"}`` for queries, or ``classification`` / ``clustering``)"""
+
+
+def embed_request(provider: Provider, model: str, texts: list[str], dimensions: int | None, api_key: str | None,
+                  options: dict[str, Any] | None) -> HttpRequest:
+    """``POST {base}/v2/embed`` for float vectors; ``options`` are merged over the body."""
+    body: dict[str, Any] = {"model": model, "texts": texts, "input_type": INPUT_TYPE, "embedding_types": ["float"]}
+    if dimensions is not None:
+        body["output_dimension"] = dimensions
+    if options:
+        merge(body, options)
+    return HttpRequest("POST", f"{provider.base_url}/v2/embed", json_headers(provider, api_key, "application/json"),
+                       msgspec.json.encode(body))
+
+
+class _EmbedFloats(msgspec.Struct):
+    floats: list[list[float]] = msgspec.field(name="float")
+
+
+class _BilledUnits(msgspec.Struct):
+    input_tokens: int | None = None
+
+
+class _EmbedMeta(msgspec.Struct):
+    billed_units: _BilledUnits | None = None
+
+
+class _Embeddings(msgspec.Struct):
+    embeddings: _EmbedFloats
+    meta: _EmbedMeta | None = None
+
+
+def parse_embeddings(body: bytes) -> tuple[list[list[float]], int | None]:
+    answer = msgspec.json.decode(body, type=_Embeddings)
+    billed = answer.meta.billed_units if answer.meta is not None else None
+    return answer.embeddings.floats, billed.input_tokens if billed is not None else None
 
 
 # --- decode -----------------------------------------------------------------------------
@@ -429,4 +474,7 @@ PROTOCOL = WireProtocol(
     map_http_error=map_http_error,
     models_request=models_request,
     parse_models=parse_models,
+    embed_request=embed_request,
+    parse_embeddings=parse_embeddings,
+    embed_batch=EMBED_BATCH,
 )

@@ -51,6 +51,7 @@ from .toolkit import (
     given,
     given_parallel_tool_calls,
     json_headers,
+    merge,
     merge_options,
     parse_data_url,
     unsupported,
@@ -186,6 +187,35 @@ def map_http_error(status: int, body: bytes, provider: str) -> SidecarError:
     return upstream_error(provider, status, *error_body(body))
 
 
+# --- embeddings ---------------------------------------------------------------------------
+
+EMBED_BATCH = 64
+"""texts per ``/api/embed`` request: Ollama has no limit of its own, but it embeds a batch in one go, so a
+smaller one keeps each request short (well inside the timeouts) and its answer small"""
+
+
+def embed_request(provider: Provider, model: str, texts: list[str], dimensions: int | None, api_key: str | None,
+                  options: dict[str, Any] | None) -> HttpRequest:
+    """``POST {base}/api/embed``; ``options`` are merged over the body (e.g. ``{"truncate": false}``)."""
+    body: dict[str, Any] = {"model": model, "input": texts}
+    if dimensions is not None:
+        body["dimensions"] = dimensions
+    if options:
+        merge(body, options)
+    return HttpRequest("POST", f"{provider.base_url}/api/embed", json_headers(provider, api_key, "application/json"),
+                       msgspec.json.encode(body))
+
+
+class _Embeddings(msgspec.Struct):
+    embeddings: list[list[float]]
+    prompt_eval_count: int | None = None
+
+
+def parse_embeddings(body: bytes) -> tuple[list[list[float]], int | None]:
+    answer = msgspec.json.decode(body, type=_Embeddings)
+    return answer.embeddings, answer.prompt_eval_count
+
+
 # --- decode -----------------------------------------------------------------------------
 
 
@@ -314,4 +344,7 @@ PROTOCOL = WireProtocol(
     map_http_error=map_http_error,
     models_request=models_request,
     parse_models=parse_models,
+    embed_request=embed_request,
+    parse_embeddings=parse_embeddings,
+    embed_batch=EMBED_BATCH,
 )

@@ -51,6 +51,7 @@ from .toolkit import (
     given,
     image_url,
     json_headers,
+    merge,
     merge_options,
     unsupported,
 )
@@ -193,6 +194,53 @@ def parse_models(body: bytes) -> list[Model]:
 
 def map_http_error(status: int, body: bytes, provider: str) -> SidecarError:
     return upstream_error(provider, status, *error_body(body))
+
+
+# --- embeddings ---------------------------------------------------------------------------
+
+EMBED_BATCH = 2048
+"""OpenAI's limit of inputs per ``/embeddings`` request"""
+
+
+def embed_request(provider: Provider, model: str, texts: list[str], dimensions: int | None, api_key: str | None,
+                  options: dict[str, Any] | None) -> HttpRequest:
+    """``POST {base}/embeddings`` (Azure: the deployment's URL); floats, the default format every compatible
+    server has; ``options`` (the request's ``provider_options``) are merged over the body."""
+    body: dict[str, Any] = {"model": model, "input": texts}
+    if dimensions is not None:
+        body["dimensions"] = dimensions
+    if options:
+        merge(body, options)
+    if provider.api_version:  # Azure: the deployment is in the path
+        deployment = quote(model, safe="")
+        url = f"{provider.base_url}/deployments/{deployment}/embeddings?api-version={provider.api_version}"
+        body.pop("model", None)
+    else:
+        url = f"{provider.base_url}/embeddings"
+    return HttpRequest("POST", url, _headers(provider, api_key, "application/json"), msgspec.json.encode(body))
+
+
+class _Embedding(msgspec.Struct):
+    embedding: list[float]
+    index: int | None = None
+
+
+class _EmbedUsage(msgspec.Struct):
+    prompt_tokens: int | None = None
+
+
+class _Embeddings(msgspec.Struct):
+    data: list[_Embedding]
+    usage: _EmbedUsage | None = None
+
+
+def parse_embeddings(body: bytes) -> tuple[list[list[float]], int | None]:
+    answer = msgspec.json.decode(body, type=_Embeddings)
+    data = answer.data
+    if all(e.index is not None for e in data):
+        data = sorted(data, key=lambda e: e.index or 0)
+    tokens = answer.usage.prompt_tokens if answer.usage is not None else None
+    return [e.embedding for e in data], tokens
 
 
 # --- decode -----------------------------------------------------------------------------
@@ -446,4 +494,7 @@ PROTOCOL = WireProtocol(
     map_http_error=map_http_error,
     models_request=models_request,
     parse_models=parse_models,
+    embed_request=embed_request,
+    parse_embeddings=parse_embeddings,
+    embed_batch=EMBED_BATCH,
 )

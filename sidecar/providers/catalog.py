@@ -6,6 +6,9 @@ Prices are the providers' public list prices in USD per 1M tokens as published i
 They only feed the usage log's cost *estimate*; None where not known with confidence, or where an
 alias (``-latest``) can move to a model with another price.
 
+``embedding=True`` marks an embedding model (for ``llm_embed``, not for chat; it has no output, so its
+output price is 0); every other catalog model is a chat model, which ``llm_embed`` refuses before the network.
+
 ``vision=False`` only where the model is known to take text only: a request with images for it is
 refused before the network (``invalid_request``); None (unknown) lets the request through.
 """
@@ -51,6 +54,8 @@ BUILTIN: tuple[Provider, ...] = (
             M("echo", "Echo: streams the last user message back", 1_000_000, 1_000_000, tools=False),
             M("script", "Script: plays back provider_options.script, one step per request", 1_000_000, 1_000_000,
               tools=True, reasoning=True),
+            M("embed", "Embed: deterministic vectors from the words (llm_embed), for offline RAG", 1_000_000,
+              embedding=True),
         ),
     ),
     Provider(
@@ -71,6 +76,10 @@ BUILTIN: tuple[Provider, ...] = (
               input_price=0.15, output_price=0.6, cached_input_price=0.075),
             M("o4-mini", "o4-mini", 200_000, 100_000, tools=True, vision=True, reasoning=True,
               input_price=1.1, output_price=4.4, cached_input_price=0.275),
+            M("text-embedding-3-small", "Text Embedding 3 small (1536 dimensions)", 8_191, embedding=True,
+              input_price=0.02, output_price=0.0),
+            M("text-embedding-3-large", "Text Embedding 3 large (3072 dimensions)", 8_191, embedding=True,
+              input_price=0.13, output_price=0.0),
         ),
     ),
     Provider(
@@ -127,6 +136,9 @@ BUILTIN: tuple[Provider, ...] = (
               input_price=0.3, output_price=2.5),
             M("gemini-2.5-flash-lite", "Gemini 2.5 Flash-Lite", 1_048_576, 65_536, tools=True, vision=True,
               input_price=0.1, output_price=0.4),
+            M("gemini-embedding-001", "Gemini Embedding (3072 dimensions)", 2_048, embedding=True,
+              input_price=0.15, output_price=0.0),
+            M("text-embedding-004", "Text Embedding 004 (768 dimensions)", 2_048, embedding=True),
         ),
     ),
     Provider(
@@ -142,6 +154,12 @@ BUILTIN: tuple[Provider, ...] = (
               reasoning=True),
             M("command-r-plus-08-2024", "Command R+", 128_000, 4_000, tools=True, vision=False,
               input_price=2.5, output_price=10.0),
+            M("embed-v4.0", "Embed v4 (1536 dimensions)", 128_000, embedding=True,
+              input_price=0.12, output_price=0.0),
+            M("embed-english-v3.0", "Embed English v3 (1024 dimensions)", 512, embedding=True,
+              input_price=0.1, output_price=0.0),
+            M("embed-multilingual-v3.0", "Embed Multilingual v3 (1024 dimensions)", 512, embedding=True,
+              input_price=0.1, output_price=0.0),
         ),
     ),
     Provider(
@@ -236,6 +254,8 @@ BUILTIN: tuple[Provider, ...] = (
         models=(  # no prices: the -latest aliases move between models with different prices
             M("mistral-large-latest", "Mistral Large", tools=True),
             M("mistral-small-latest", "Mistral Small", tools=True),
+            M("mistral-embed", "Mistral Embed (1024 dimensions)", 8_192, embedding=True,
+              input_price=0.1, output_price=0.0),
         ),
     ),
     Provider(

@@ -25,6 +25,9 @@ class Model:
     """USD per 1M output tokens, reasoning tokens included"""
     cached_input_price: float | None = None
     """USD per 1M input tokens read from the provider's prompt cache; None: priced as input"""
+    embedding: bool | None = None
+    """True: an embedding model (``llm_embed``), not a chat model; a catalog model without it is a chat model,
+    refused by ``llm_embed`` (None elsewhere: unknown, let through)"""
 
     def info(self, provider: str) -> ModelInfo:
         def opt(v: Any) -> Any:
@@ -42,6 +45,7 @@ class Model:
             input_price=opt(self.input_price),
             output_price=opt(self.output_price),
             cached_input_price=opt(self.cached_input_price),
+            supports_embedding=opt(self.embedding),
         )
 
 
@@ -77,6 +81,8 @@ class Provider:
     """how the engine reaches the model: HTTP, a child process, in this process (a worker thread), built in"""
     program: str | None = None
     """process transport: the program to run, as the app's trusted side set it (a path or a name on PATH)"""
+    embed_batch: int | None = None
+    """the most texts one embeddings request may carry, where the service's limit is below its protocol's"""
 
     @property
     def default_models(self) -> list[str]:

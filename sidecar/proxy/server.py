@@ -25,6 +25,7 @@ from starlette.routing import Route
 from ..errors import SidecarError
 from ..types import DoneEvent, ErrorEvent, ErrorInfo, Event, FallbackEvent, RetryEvent, StartEvent, WarningEvent
 from . import connections, security
+from .embeddings import embeddings_body, parse_embeddings_request, to_embed_params
 from .translate import (
     NESTED_TOO_DEEPLY,
     ChunkWriter,
@@ -255,6 +256,45 @@ class ChatCompletions:
         await send({"type": "http.response.body", "body": data, "more_body": True})
 
 
+class Embeddings:
+    """``POST /v1/embeddings`` as a raw ASGI app, read with the same body limit as chat; the upstream calls
+    stop when the client leaves."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            body = await _read_body(receive)
+        except ClientGone:
+            return
+        if body is None:
+            return await _refuse(send, 413, "invalid_request",
+                                 f"the request body is over the {security.MAX_BODY} byte limit")
+        try:
+            req = parse_embeddings_request(body)
+            params = to_embed_params(req)
+        except SidecarError as exc:
+            return await ChatCompletions._error(send, exc.info)
+        answer: list[dict[str, Any]] = []
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(watch)
+            try:
+                answer.append(embeddings_body(await self.engine.embed(params), req.encoding_format))
+            except SidecarError as exc:
+                return await ChatCompletions._error(send, exc.info)
+            finally:
+                tg.cancel_scope.cancel()
+        if answer:
+            await _send_json(send, 200, answer[0])
+
+
 def build_app(engine: Engine, access: Access, models: Callable[[], Awaitable[list[ModelInfo]]]) -> ASGIApp:
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -274,6 +314,7 @@ def build_app(engine: Engine, access: Access, models: Callable[[], Awaitable[lis
         Route("/health", health, methods=["GET"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/chat/completions", ChatCompletions(engine), methods=["POST"]),
+        Route("/v1/embeddings", Embeddings(engine), methods=["POST"]),
     ], exception_handlers={404: not_found, 405: not_found})
     return Gate(app, access)
 

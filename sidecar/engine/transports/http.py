@@ -155,16 +155,27 @@ class HttpTransport(WireTransport):
 
     async def models(self, provider: Provider, api_key: str | None, timeout: float) -> list[Model]:
         """The protocol's model list, read within ``timeout``; a redirect is refused, never followed."""
-        from ...framing import read_body
+        import httpx
 
         protocol = self.protocol(provider)
         request = protocol.models_request(provider, api_key)
+        body = await self.fetch(provider, protocol, request, api_key, "the model list",
+                                self.options.read_limits.max_body_bytes, httpx.Timeout(timeout), deadline=timeout)
+        return protocol.parse_models(body)
+
+    async def fetch(self, provider: Provider, protocol: WireProtocol, request: HttpRequest, api_key: str | None,
+                    what: str, limit: int, timeout: httpx.Timeout, *, deadline: float | None = None) -> bytes:
+        """One request whose answer is a whole body (a model list, embeddings): the body of a 2xx, read up to
+        ``limit`` bytes (``what`` names it in the error); an error status is the protocol's error (with the wait
+        the upstream asked for), a redirect is refused, never followed; the key never shows in an error."""
         import httpx
 
+        from ...framing import read_body
+
         try:
-            with anyio.fail_after(timeout):
+            with anyio.fail_after(deadline):
                 async with self.client().stream(
-                    request.method, request.url, headers=request.headers, timeout=httpx.Timeout(timeout)
+                    request.method, request.url, headers=request.headers, content=request.body, timeout=timeout
                 ) as response:
                     status, location = response.status_code, response.headers.get("location", "")
                     if 300 <= status < 400:
@@ -172,11 +183,11 @@ class HttpTransport(WireTransport):
                     elif status >= 400:
                         body = await read_limited(response)
                     else:
-                        body = await read_body(response.aiter_bytes(), self.options.read_limits.max_body_bytes,
-                                               provider.id, "the model list", provider.id)
+                        body = await read_body(response.aiter_bytes(), limit, provider.id, what, provider.id)
+                    wait = retry_after_ms(response.headers, status)
         except (TimeoutError, httpx.TimeoutException):
-            raise SidecarError("timeout", f"{provider.id}: no answer within {timeout:g} s",
-                               provider=provider.id) from None
+            after = f" within {deadline:g} s" if deadline is not None else ""
+            raise SidecarError("timeout", f"{provider.id}: no answer{after}", provider=provider.id) from None
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise network_error(exc, provider) from None
         if 300 <= status < 400:
@@ -184,8 +195,10 @@ class HttpTransport(WireTransport):
         if status >= 400:
             err = protocol.map_http_error(status, body, provider.id)
             err.info.message = redact(err.info.message, api_key)
+            if wait is not None and err.info.retryable:
+                err.info.retry_after_ms = wait
             raise err
-        return protocol.parse_models(body)
+        return body
 
 
 def _new_client() -> httpx.AsyncClient:

@@ -47,8 +47,16 @@ from __future__ import annotations
 
 from ..base import WireProtocol
 from .args import ArgsBuilder, parse_json_path
-from .decode import Decoder, parse_models
-from .encode import SKIP_SIGNATURE, encode_body, encode_request, gemini_schema, models_request
+from .decode import Decoder, parse_embeddings, parse_models
+from .encode import (
+    EMBED_BATCH,
+    SKIP_SIGNATURE,
+    embed_request,
+    encode_body,
+    encode_request,
+    gemini_schema,
+    models_request,
+)
 from .errors import google_error, map_http_error
 
 PROTOCOL = WireProtocol(
@@ -59,6 +67,9 @@ PROTOCOL = WireProtocol(
     map_http_error=map_http_error,
     models_request=models_request,
     parse_models=parse_models,
+    embed_request=embed_request,
+    parse_embeddings=parse_embeddings,
+    embed_batch=EMBED_BATCH,
 )
 
 __all__ = [
@@ -66,12 +77,14 @@ __all__ = [
     "SKIP_SIGNATURE",
     "ArgsBuilder",
     "Decoder",
+    "embed_request",
     "encode_body",
     "encode_request",
     "gemini_schema",
     "google_error",
     "map_http_error",
     "models_request",
+    "parse_embeddings",
     "parse_json_path",
     "parse_models",
 ]

@@ -273,3 +273,16 @@ class Decoder:
         if closing:
             out.append(ToolCallDeltaEvent(tool_call_id=call.id, arguments_delta=closing))
         out.append(ToolCallEvent(tool_call_id=call.id, name=call.name, arguments=call.builder.args))
+
+
+class _Values(msgspec.Struct):
+    values: list[float]
+
+
+class _Embeddings(msgspec.Struct):
+    embeddings: list[_Values]
+
+
+def parse_embeddings(body: bytes) -> tuple[list[list[float]], int | None]:
+    """``batchEmbedContents``' answer, in the order of its requests; it reports no token count."""
+    return [e.values for e in msgspec.json.decode(body, type=_Embeddings).embeddings], None

@@ -29,6 +29,7 @@ from ..toolkit import (
     given,
     given_parallel_tool_calls,
     json_headers,
+    merge,
     merge_options,
     parse_data_url,
     unsupported,
@@ -294,3 +295,25 @@ def models_request(provider: Provider, api_key: str | None) -> HttpRequest:
     headers = _headers(provider, api_key, "application/json")
     return HttpRequest("GET", f"{provider.base_url}/models?pageSize=1000", headers)
 
+
+
+EMBED_BATCH = 100
+"""the most requests one ``batchEmbedContents`` takes"""
+
+
+def embed_request(provider: Provider, model: str, texts: list[str], dimensions: int | None, api_key: str | None,
+                  options: dict[str, Any] | None) -> HttpRequest:
+    """``POST {base}/models/{model}:batchEmbedContents``, one request per text; ``options`` (the request's
+    ``provider_options``, e.g. ``{"taskType": "RETRIEVAL_QUERY"}``) are merged over each of them."""
+    path = _model_path(model)
+    requests = []
+    for text in texts:
+        entry: dict[str, Any] = {"model": path, "content": {"parts": [{"text": text}]}}
+        if dimensions is not None:
+            entry["outputDimensionality"] = dimensions
+        if options:
+            merge(entry, options)
+        requests.append(entry)
+    url = f"{provider.base_url}/{path}:batchEmbedContents"
+    body = msgspec.json.encode({"requests": requests})
+    return HttpRequest("POST", url, _headers(provider, api_key, "application/json"), body)
