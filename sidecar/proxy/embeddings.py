@@ -17,7 +17,7 @@ from msgspec import Struct
 
 from ..errors import SidecarError
 from ..types import EmbedParams, EmbedResult
-from .translate import NESTED_TOO_DEEPLY
+from .translate import decode_body
 
 
 class EmbeddingsRequest(Struct):
@@ -33,15 +33,7 @@ _decoder = msgspec.json.Decoder(EmbeddingsRequest)
 
 
 def parse_embeddings_request(body: bytes) -> EmbeddingsRequest:
-    """Decode and type-check a body; a bad one is ``invalid_request`` naming the field."""
-    try:
-        return _decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        raise SidecarError("invalid_request", f"invalid request body: {exc}") from None
-    except msgspec.DecodeError:
-        raise SidecarError("invalid_request", "the request body is not valid JSON") from None
-    except RecursionError:
-        raise SidecarError("invalid_request", NESTED_TOO_DEEPLY) from None
+    return decode_body(_decoder, body)
 
 
 def to_embed_params(req: EmbeddingsRequest) -> EmbedParams:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 from msgspec import Struct
@@ -117,13 +117,18 @@ class ChatRequest(Struct):
 
 
 _decoder = msgspec.json.Decoder(ChatRequest)
+T = TypeVar("T")
 NESTED_TOO_DEEPLY = "the request body is nested too deeply"
 
 
 def parse_request(body: bytes) -> ChatRequest:
+    return decode_body(_decoder, body)
+
+
+def decode_body(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
     """Decode and type-check a body; a bad one is ``invalid_request`` naming the field."""
     try:
-        return _decoder.decode(body)
+        return decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise SidecarError("invalid_request", f"invalid request body: {exc}") from None
     except msgspec.DecodeError:
