@@ -12,6 +12,7 @@ refused before the network (``invalid_request``); None (unknown) lets the reques
 
 from __future__ import annotations
 
+from ..types import ProviderLimits
 from .model import Model, Provider
 
 M = Model
@@ -256,5 +257,17 @@ BUILTIN: tuple[Provider, ...] = (
         api_key_env="LLAMACPP_API_KEY",
         requires_api_key=False,
         is_local=True,
+    ),
+    Provider(
+        id="local",
+        name="Local models (GGUF files run by the sidecar)",
+        protocol="llama-cpp",
+        transport="local",
+        base_url="local://models",
+        requires_api_key=False,
+        is_local=True,
+        configurable=False,
+        # one model generates at a time: more requests wait in order (FIFO)
+        limits=ProviderLimits(max_concurrency=1),
     ),
 )
