@@ -256,16 +256,16 @@ class Api:
     async def list_local_models(self, ctx: RequestContext) -> list[LocalModelInfo]:
         return self.local.all()
 
+    @rpc_method("Unload a local model now, freeing its memory (it loads again on its next request).")
+    async def unload_local_model(self, ctx: RequestContext, params: LocalModelIdParams) -> UnloadedResult:
+        self.local.get(params.id)
+        return UnloadedResult(unloaded=await self.local.unload(params.id))
+
     @rpc_method("Forget a local model (unloading it; the file stays).")
     async def unregister_local_model(self, ctx: RequestContext, params: LocalModelIdParams) -> RemovedResult:
         import anyio
 
         return RemovedResult(removed=await anyio.to_thread.run_sync(self.local.unregister, params.id))
-
-    @rpc_method("Unload a local model now, freeing its memory (it loads again on its next request).")
-    async def unload_local_model(self, ctx: RequestContext, params: LocalModelIdParams) -> UnloadedResult:
-        self.local.get(params.id)
-        return UnloadedResult(unloaded=await self.local.unload(params.id))
 
     @rpc_method("GGUF files on this machine: the data dir's models/, LM Studio's and Ollama's model folders.")
     async def discover_local_models(

@@ -816,13 +816,13 @@ export interface SidecarMethods {
    */
   list_local_models: { params: NoParams; result: ListLocalModelsResult };
   /**
-   * Forget a local model (unloading it; the file stays).
-   */
-  unregister_local_model: { params: LocalModelIdParams; result: RemovedResult };
-  /**
    * Unload a local model now, freeing its memory (it loads again on its next request).
    */
   unload_local_model: { params: LocalModelIdParams; result: UnloadedResult };
+  /**
+   * Forget a local model (unloading it; the file stays).
+   */
+  unregister_local_model: { params: LocalModelIdParams; result: RemovedResult };
   /**
    * GGUF files on this machine: the data dir's models/, LM Studio's and Ollama's model folders.
    */
@@ -927,8 +927,8 @@ export const SIDECAR_METHODS = {
   discoverLocalProviders: { method: "discover_local_providers", params: "optional" },
   registerLocalModel: { method: "register_local_model", params: "required" },
   listLocalModels: { method: "list_local_models", params: "none" },
-  unregisterLocalModel: { method: "unregister_local_model", params: "required" },
   unloadLocalModel: { method: "unload_local_model", params: "required" },
+  unregisterLocalModel: { method: "unregister_local_model", params: "required" },
   discoverLocalModels: { method: "discover_local_models", params: "optional" },
   setActiveProvider: { method: "set_active_provider", params: "required" },
   getActiveProvider: { method: "get_active_provider", params: "none" },
@@ -1038,17 +1038,17 @@ export interface SidecarMethodFunctions<Options> {
    */
   listLocalModels(options?: Options): Promise<ListLocalModelsResult>;
   /**
-   * Forget a local model (unloading it; the file stays).
-   *
-   * Wire method `unregister_local_model`.
-   */
-  unregisterLocalModel(params: LocalModelIdParams, options?: Options): Promise<RemovedResult>;
-  /**
    * Unload a local model now, freeing its memory (it loads again on its next request).
    *
    * Wire method `unload_local_model`.
    */
   unloadLocalModel(params: LocalModelIdParams, options?: Options): Promise<UnloadedResult>;
+  /**
+   * Forget a local model (unloading it; the file stays).
+   *
+   * Wire method `unregister_local_model`.
+   */
+  unregisterLocalModel(params: LocalModelIdParams, options?: Options): Promise<RemovedResult>;
   /**
    * GGUF files on this machine: the data dir's models/, LM Studio's and Ollama's model folders.
    *
