@@ -65,12 +65,18 @@ def text(events: list[dict[str, Any]]) -> str:
 
 
 def gone(pid: int) -> bool:
-    """No such process, or only its zombie left for init to reap."""
+    """No such process, or (where /proc tells) only its zombie left for init to reap."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except FileNotFoundError:
+        if os.path.isdir("/proc/self"):
+            return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return True
+    return False
 
 
 def wait_gone(pids: list[int]) -> list[int]:
@@ -94,11 +100,15 @@ def counters() -> Counters:
     return Counters()
 
 
+def fresh_engine(tmp_path: Path, doubles: dict[str, Any]) -> Engine:
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    return engine_with(data, doubles)
+
+
 @pytest.fixture
 def engine(tmp_path: Path, counters: Counters) -> Engine:
-    data = tmp_path / "data"
-    data.mkdir()
-    return engine_with(data, {"double": process_protocol(counters)})
+    return fresh_engine(tmp_path, {"double": process_protocol(counters)})
 
 
 DOUBLE = provider("double", "process", PYTHON)
@@ -148,10 +158,8 @@ def test_exit_before_the_end_goes_through_the_protocols_mapping(engine: Engine) 
 
 
 def test_exit_before_the_end_without_a_mapping(tmp_path: Path, counters: Counters) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
     bare = dataclasses.replace(process_protocol(counters), map_process_error=None)
-    events = stream(engine_with(data, {"double": bare}), DOUBLE, params({"mode": "crash", "text": "first"}))
+    events = stream(fresh_engine(tmp_path, {"double": bare}), DOUBLE, params({"mode": "crash", "text": "first"}))
     err = events[-1]["error"]
     assert err["code"] == "upstream_unavailable"
     assert err["message"] == "double: the program exited with status 3 before the end of its answer"
@@ -171,11 +179,9 @@ def test_the_protocols_check_refuses_before_any_event(tmp_path: Path, counters: 
     async def check(prov: Any) -> None:
         raise SidecarError("provider_not_installed", "double: install it with: pip install double")
 
-    data = tmp_path / "data"
-    data.mkdir()
     checked = dataclasses.replace(process_protocol(counters), check=check)
     with pytest.raises(SidecarError) as caught:
-        stream(engine_with(data, {"double": checked}), DOUBLE, params({"mode": "stream", "text": "a"}))
+        stream(fresh_engine(tmp_path, {"double": checked}), DOUBLE, params({"mode": "stream", "text": "a"}))
     assert caught.value.code == "provider_not_installed"
     assert counters.encoded == 0, "the check comes before anything else"
 
@@ -228,9 +234,7 @@ def model() -> LocalModel:
 
 @pytest.fixture
 def local_engine(tmp_path: Path, model: LocalModel) -> Engine:
-    data = tmp_path / "data"
-    data.mkdir()
-    return engine_with(data, {"local-double": model.protocol()})
+    return fresh_engine(tmp_path, {"local-double": model.protocol()})
 
 
 LOCAL = provider("local-double", "local")

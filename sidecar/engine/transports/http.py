@@ -14,13 +14,11 @@ import msgspec
 from ... import __version__
 from ...credentials import redact
 from ...errors import SidecarError
-from ...framing import MessageReader
 from ...policy import CONNECT_S, IDLE_S, Policy, retry_after_ms
 from ...protocols.base import HttpRequest, WireProtocol
 from ...providers import Model, Provider
 from ...tokens import OutputTally, TokenCounter
 from ...types import DoneEvent, Usage, UsageEvent
-from ..decoding import Decoding
 from ..request import Options, Prepared, RunState
 from ..watchdog import Watchdog
 from .wire import Protocols, WireTransport
@@ -78,8 +76,7 @@ class HttpTransport(WireTransport):
         protocol = target.protocol
         request = target.request
         assert protocol is not None and isinstance(request, HttpRequest)
-        decoding = Decoding(protocol.decoder_for(provider.id, target.params),
-                            MessageReader(protocol.framing, self.options.read_limits.max_event_bytes, provider.id))
+        decoding = self.decoding(target, protocol.framing)
         tally = OutputTally()
         import httpx
 

@@ -22,9 +22,9 @@ from ...policy import Policy
 from ...protocols.base import LocalRequest
 from ...tokens import OutputTally
 from ...types import DoneEvent, Event, UsageEvent
-from ..request import Options, Prepared, RunState
+from ..request import Prepared, RunState
 from ..watchdog import Watchdog
-from .wire import CountUsage, Protocols, WireTransport
+from .wire import WireTransport
 
 log = logging.getLogger("sidecar.engine")
 
@@ -37,10 +37,6 @@ STOP_WAIT_S = 5.0
 class LocalTransport(WireTransport):
     kind = "local"
     request_type = LocalRequest
-
-    def __init__(self, protocols: Protocols, options: Options, count_usage: CountUsage) -> None:
-        super().__init__(protocols, options)
-        self.count_usage = count_usage
 
     async def attempt(self, target: Prepared, run: RunState, policy: Policy) -> DoneEvent:
         provider = target.provider

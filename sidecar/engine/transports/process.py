@@ -27,15 +27,13 @@ import anyio
 import msgspec
 
 from ...errors import SidecarError
-from ...framing import MessageReader
 from ...policy import Policy
 from ...protocols.base import ProcessRequest
 from ...tokens import OutputTally
 from ...types import DoneEvent, UsageEvent
-from ..decoding import Decoding
-from ..request import Options, Prepared, RunState
+from ..request import Prepared, RunState
 from ..watchdog import Watchdog
-from .wire import CountUsage, Protocols, WireTransport
+from .wire import WireTransport
 
 log = logging.getLogger("sidecar.engine")
 
@@ -50,17 +48,12 @@ class ProcessTransport(WireTransport):
     kind = "process"
     request_type = ProcessRequest
 
-    def __init__(self, protocols: Protocols, options: Options, count_usage: CountUsage) -> None:
-        super().__init__(protocols, options)
-        self.count_usage = count_usage
-
     async def attempt(self, target: Prepared, run: RunState, policy: Policy) -> DoneEvent:
         provider = target.provider
         protocol = target.protocol
         request = target.request
         assert protocol is not None and isinstance(request, ProcessRequest)
-        decoding = Decoding(protocol.decoder_for(provider.id, target.params),
-                            MessageReader("ndjson", self.options.read_limits.max_event_bytes, provider.id))
+        decoding = self.decoding(target, "ndjson")
         decoder = decoding.decoder
         tally = OutputTally()
         emit = run.emit

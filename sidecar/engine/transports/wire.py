@@ -7,10 +7,12 @@ from collections.abc import Awaitable, Callable
 
 from ...credentials import redact
 from ...errors import SidecarError
+from ...framing import MessageReader
 from ...protocols.base import WireProtocol
 from ...providers import Model, Provider
 from ...tokens import OutputTally
 from ...types import StreamTextParams, Usage
+from ..decoding import Decoding
 from ..request import Options, Prepared
 
 Protocols = Callable[[str], WireProtocol]
@@ -25,9 +27,22 @@ class WireTransport:
     request_type: type = object
     """what this transport sends; a protocol's encoder that returns anything else is a bug"""
 
-    def __init__(self, protocols: Protocols, options: Options) -> None:
+    def __init__(self, protocols: Protocols, options: Options, count_usage: CountUsage | None = None) -> None:
         self.protocols = protocols
         self.options = options
+        self._count_usage = count_usage
+
+    async def count_usage(self, target: Prepared, tally: OutputTally, headers: dict[str, str]) -> Usage:
+        """Usage for an answer that reported none (the engine gives the HTTP transport's counter)."""
+        assert self._count_usage is not None
+        return await self._count_usage(target, tally, headers)
+
+    def decoding(self, target: Prepared, framing: str) -> Decoding:
+        """The request's decoder behind the one driver, reading ``framing`` bounded by ``max_event_bytes``."""
+        assert target.protocol is not None
+        provider = target.provider.id
+        return Decoding(target.protocol.decoder_for(provider, target.params),
+                        MessageReader(framing, self.options.read_limits.max_event_bytes, provider))
 
     def protocol(self, provider: Provider) -> WireProtocol:
         try:
