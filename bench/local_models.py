@@ -95,6 +95,7 @@ def fmt(values: list[float], digits: int = 1) -> str:
 def bench_local(gguf: Path, rounds: int, threads: int) -> dict[str, str]:
     sc = Sidecar(Path(tempfile.mkdtemp()))
     sc.wait_for(lambda m: m.get("method") == "sidecar-ready")
+    time.sleep(2)  # after the sidecar's own start-up work (its HTTP client and usage log warm up in threads)
     try:
         sc.call("register_local_model", {"id": "smol", "path": str(gguf), "n_threads": threads, "n_ctx": 4096})
         before = rss_mb(sc.proc.pid)
@@ -111,8 +112,9 @@ def bench_local(gguf: Path, rounds: int, threads: int) -> dict[str, str]:
         sc.call("unload_local_model", {"id": "smol"})
         after = rss_mb(sc.proc.pid)
         ttft = [r[0] * 1000 for r in runs]
+        load = cold_ttft * 1000 - statistics.median(ttft)
         return {
-            "load (first request's extra wait), ms": f"{(cold_ttft * 1000 - statistics.median(ttft)):.0f}",
+            "load (first request's extra wait: import llama_cpp + load), ms": f"{load:.0f}",
             "time to first token (loaded), ms": fmt(ttft),
             "tokens/s": fmt([r[1] for r in runs]),
             "RSS before load / loaded / after unload, MB": f"{before:.0f} / {loaded:.0f} / {after:.0f}",

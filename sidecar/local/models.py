@@ -110,7 +110,8 @@ class LocalModels:
         self.clock = clock
         self._slots: dict[str, _Slot] = {}
         self._slots_lock = threading.Lock()
-        self._installed: bool | None = None
+        self.installed: bool | None = None
+        """whether llama-cpp-python imports; None: not tried yet"""
 
     # --- the registry -------------------------------------------------------------------------------------
 
@@ -142,17 +143,17 @@ class LocalModels:
 
     def require_installed(self) -> None:
         """Raises ``provider_not_installed`` (naming the extra) without llama-cpp-python; imports it once."""
-        if self._installed is None:
+        if self.installed is None:
             try:
                 import llama_cpp  # noqa: F401
             except ImportError:
-                self._installed = False
+                self.installed = False
             except OSError:  # the package is there but its shared library does not load
                 log.warning("llama-cpp-python is installed but cannot load llama.cpp", exc_info=True)
-                self._installed = False
+                self.installed = False
             else:
-                self._installed = True
-        if not self._installed:
+                self.installed = True
+        if not self.installed:
             raise SidecarError("provider_not_installed", f"local models need llama-cpp-python: {INSTALL_HINT}",
                                provider=PROVIDER)
 

@@ -19,6 +19,10 @@ NAME = "llama-cpp"
 
 def local_protocol(models: LocalModels) -> WireProtocol:
     async def check(provider: Provider) -> None:
+        if models.installed is None:  # the first import takes ~0.1-0.4 s: not on the event loop
+            import anyio
+
+            await anyio.to_thread.run_sync(models.require_installed)
         models.require_installed()
 
     def encode(params: StreamTextParams, provider: Provider, model: str, api_key: str | None) -> LocalRequest:
