@@ -174,6 +174,16 @@ def test_json_response_format_uses_a_grammar(smol: Sidecar) -> None:
     assert text_of(events).lstrip().startswith("{")
 
 
+def test_json_schema_response_format_constrains_the_answer(smol: Sidecar) -> None:
+    schema = {"type": "object", "properties": {"capital": {"type": "string", "enum": ["Paris", "Rome", "Oslo"]}},
+              "required": ["capital"]}
+    events = smol.stream({"model": "local:smol", "max_tokens": 60, "messages": ASK,
+                          "response_format": {"type": "json_schema", "name": "answer", "schema": schema}}, timeout=120)
+    answer = json.loads(text_of(events))
+    assert set(answer) == {"capital"} and answer["capital"] in ("Paris", "Rome", "Oslo")
+    assert _done(events)["finish_reason"] == "stop"
+
+
 # --- concurrency -----------------------------------------------------------------------------------------------------
 
 
