@@ -266,8 +266,8 @@ BUILTIN: tuple[Provider, ...] = (
         base_url="local://models",
         requires_api_key=False,
         is_local=True,
-        configurable=False,
-        # one model generates at a time: more requests wait in order (FIFO)
+        # one model generates at a time: more requests wait in order (FIFO); configure_provider's limits
+        # may raise it (each model still runs one request at a time: its lock)
         limits=ProviderLimits(max_concurrency=1),
     ),
 )

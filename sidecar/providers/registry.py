@@ -66,7 +66,7 @@ class Registry:
             return replace(p, limits=o.limits)
         return replace(
             p,
-            limits=o.limits,
+            limits=o.limits or p.limits,  # the catalog's own (local: one at a time) until the user sets some
             base_url=(o.base_url or p.base_url).rstrip("/"),
             headers={**p.headers, **(o.headers or {})},
             api_key_env=o.api_key_env or p.api_key_env,
