@@ -32,13 +32,17 @@ from .types import (
     ConfigureChatWorkspaceParams,
     ConfigureProviderParams,
     DeletedResult,
+    DiscoveredLocalModel,
     DiscoveredProvider,
+    DiscoverLocalModelsParams,
     DiscoverParams,
     EmbedParams,
     EmbedResult,
     Empty,
     HealthParams,
     ListModelsParams,
+    LocalModelIdParams,
+    LocalModelInfo,
     LoopIdParams,
     LoopMessages,
     ModelInfo,
@@ -52,6 +56,7 @@ from .types import (
     ProxyStarted,
     ProxyStopped,
     ProxyUrl,
+    RegisterLocalModelParams,
     RemovedResult,
     SaveApiKeyParams,
     SaveApiKeyResult,
@@ -65,6 +70,7 @@ from .types import (
     SubmitToolResultsResult,
     TestConnectionParams,
     TestConnectionResult,
+    UnloadedResult,
     UsageStats,
     UsageStatsParams,
 )
@@ -75,6 +81,7 @@ if TYPE_CHECKING:
     from .credentials import Credentials
     from .engine import Engine
     from .lazy import Lazy
+    from .local import LocalModels
     from .loop import LoopManager
     from .meilisearch import ChatWorkspaces
     from .providers import Registry
@@ -101,6 +108,7 @@ class Api:
         data_dir: Path,
         usage: Lazy[UsageStore],
         proxy: Lazy[ProxyManager],
+        local: LocalModels,
     ) -> None:
         self.engine = engine
         self.registry = registry
@@ -110,6 +118,7 @@ class Api:
         self.data_dir = data_dir
         self.usage = usage
         self.proxy = proxy
+        self.local = local
 
     @cached_property
     def loops(self) -> LoopManager:
@@ -243,6 +252,40 @@ class Api:
                 return Answer(response.status_code, body)
 
             return await discover(get, ports, timeout)
+
+    # --- local models --------------------------------------------------------------------------
+
+    @rpc_method("Register a GGUF file as local:<id> (its header is read, not its weights; persisted).")
+    async def register_local_model(self, ctx: RequestContext, params: RegisterLocalModelParams) -> LocalModelInfo:
+        import anyio
+
+        return await anyio.to_thread.run_sync(self.local.register, params)
+
+    @rpc_method("The registered local models, and whether each is loaded.")
+    async def list_local_models(self, ctx: RequestContext) -> list[LocalModelInfo]:
+        return self.local.all()
+
+    @rpc_method("Unload a local model now, freeing its memory (it loads again on its next request).")
+    async def unload_local_model(self, ctx: RequestContext, params: LocalModelIdParams) -> UnloadedResult:
+        self.local.get(params.id)
+        return UnloadedResult(unloaded=await self.local.unload(params.id))
+
+    @rpc_method("Forget a local model (unloading it; the file stays).")
+    async def unregister_local_model(self, ctx: RequestContext, params: LocalModelIdParams) -> RemovedResult:
+        import anyio
+
+        return RemovedResult(removed=await anyio.to_thread.run_sync(self.local.unregister, params.id))
+
+    @rpc_method("GGUF files on this machine: the data dir's models/, LM Studio's and Ollama's model folders.")
+    async def discover_local_models(
+        self, ctx: RequestContext, params: DiscoverLocalModelsParams
+    ) -> list[DiscoveredLocalModel]:
+        import anyio
+
+        from .local.discover import default_dirs, discover, requested_dirs
+
+        dirs = requested_dirs(params.dirs) if isinstance(params.dirs, list) else default_dirs(self.data_dir)
+        return await anyio.to_thread.run_sync(discover, dirs)
 
     @rpc_method("Choose the provider and model used when a request names none (persisted).")
     async def set_active_provider(self, ctx: RequestContext, params: SetActiveProviderParams) -> ProviderInfo:

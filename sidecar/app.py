@@ -16,6 +16,8 @@ from .credentials import Credentials
 from .engine import Engine
 from .errors import SidecarError
 from .lazy import Lazy
+from .local import LocalModels
+from .protocols import WireProtocol, get_protocol
 from .providers import Registry
 from .rpc import RpcError, RpcServer, protect_stdout
 from .settings import SettingsStore
@@ -23,7 +25,6 @@ from .trust import Trust
 from .types import SidecarReady
 
 if TYPE_CHECKING:
-    from .engine.embed import LocalEmbed
     from .proxy import ProxyManager
     from .usage import UsageStore
 
@@ -37,16 +38,17 @@ def map_error(exc: Exception) -> RpcError | None:
 
 
 class App:
-    def __init__(self, data_dir: Path, keyring_service: str, trust: Trust | None = None, *,
-                 local_embed: LocalEmbed | None = None) -> None:
-        """``local_embed``: the ``local`` provider's embeddings (None until it is installed:
-        ``llm_embed`` to a ``local:`` model is then ``provider_not_installed``)."""
+    def __init__(self, data_dir: Path, keyring_service: str, trust: Trust | None = None) -> None:
         self.data_dir = data_dir
         self.trust = trust or Trust()
         self.settings = SettingsStore(data_dir)
         self.registry = Registry(self.settings, self.trust)
         self.credentials = Credentials(keyring_service, self.settings, self.trust)
-        self.engine = Engine(self.registry, self.credentials, self.settings, local_embed=local_embed)
+        self.local = LocalModels(self.settings)
+        """the registered GGUF models and their runtime (llama-cpp-python imported on first use)"""
+        self._local_protocol: WireProtocol | None = None
+        self.engine = Engine(self.registry, self.credentials, self.settings, protocols=self._protocol,
+                             local_embed=self.local.embed)
         # Built on first use, not at start-up: the first list_providers must not wait for them.
         self.usage: Lazy[UsageStore] = Lazy(self._build_usage)
         self.proxy: Lazy[ProxyManager] = Lazy(self._build_proxy)
@@ -60,10 +62,21 @@ class App:
             data_dir=data_dir,
             usage=self.usage,
             proxy=self.proxy,
+            local=self.local,
         )
         self.rpc: RpcServer | None = None
         """the serving RPC server, once ``serve`` runs: long-lived tasks (the proxy) are spawned in it"""
         self._served = False
+
+    def _protocol(self, name: str) -> WireProtocol:
+        """The wire protocols, and the local models' one, which runs this app's ``LocalModels``."""
+        from .local.protocol import NAME, local_protocol
+
+        if name != NAME:
+            return get_protocol(name)
+        if self._local_protocol is None:
+            self._local_protocol = local_protocol(self.local)
+        return self._local_protocol
 
     def _build_usage(self) -> UsageStore:
         from .usage import UsageStore, catalog_prices

@@ -78,6 +78,11 @@ EXCLUDES = (
     "zstandard", "brotli", "brotlicffi",  # httpx's optional decoders (zstandard is a build tool here)
 )
 
+# --with-local: llama-cpp-python and what it imports; Nuitka's own package config bundles llama_cpp/lib's
+# shared libraries (llama.cpp, ggml) next to the module, where llama_cpp loads them from.
+LOCAL_PACKAGES = ("llama_cpp", "numpy", "jinja2", "markupsafe", "diskcache")
+LOCAL_EXCLUDES = ("llama_cpp.server", "llama_cpp.llama_cpp_ext")  # the HTTP server (FastAPI), unused bindings
+
 ENTRY = '''"""Entry point of the frozen llm-sidecar."""
 import sys
 
@@ -174,8 +179,9 @@ def numeric_version(version: str = __version__) -> str:
     return match.group() if match else "0"
 
 
-def nuitka_options(triple: str) -> list[str]:
-    """Everything on Nuitka's command line except the paths and the cache folder (those go into the build id)."""
+def nuitka_options(triple: str, with_local: bool = False) -> list[str]:
+    """Everything on Nuitka's command line except the paths and the cache folder (those go into the build id).
+    ``with_local``: bundle llama-cpp-python and llama.cpp's shared libraries (the ``local`` provider)."""
     version = numeric_version()
     args = [
         "--onefile", "--onefile-as-archive",  # per-file archive: a cached file is skipped, not decompressed
@@ -192,37 +198,43 @@ def nuitka_options(triple: str) -> list[str]:
     ]
     # Compiling ~400 modules to C takes long on a small machine and starts no faster: keep the
     # sidecar and its dependencies as bytecode (the standard library already is), compile the entry.
-    args += [f"--noinclude-custom-mode={m}:bytecode" for m in sorted({"sidecar", *dependency_packages()})]
+    local = LOCAL_PACKAGES if with_local else ()
+    args += [f"--noinclude-custom-mode={m}:bytecode" for m in sorted({"sidecar", *dependency_packages(), *local})]
     # Never pass --python-flag=-O/no_asserts: jsonrpcserver validates requests with assert.
     args += [f"--include-module={m}" for m in hidden_imports()]
-    args += [f"--nofollow-import-to={m}" for m in EXCLUDES if not m.startswith("sidecar.")]
+    if with_local:
+        args += ["--include-package=llama_cpp"]
+    excludes = [m for m in EXCLUDES if not m.startswith("sidecar.") and not (with_local and m in local)]
+    args += [f"--nofollow-import-to={m}" for m in [*excludes, *(LOCAL_EXCLUDES if with_local else ())]]
     return args
 
 
-def nuitka_args(work: Path, triple: str) -> list[str]:
+def nuitka_args(work: Path, triple: str, with_local: bool = False) -> list[str]:
     """The whole Nuitka command line after ``python -m nuitka``; it builds in and writes to ``work``."""
     entry = work / "llm_sidecar_entry.py"
     entry.write_text(ENTRY, encoding="utf-8")
-    options = nuitka_options(triple)
+    options = nuitka_options(triple, with_local)
     spec = "{CACHE_DIR}/" + NAME + "/" + cache_folder_name(build_id(options=tuple(options)))
     return [*options, f"--onefile-tempdir-spec={spec}", f"--output-dir={work}", str(entry)]
 
 
-def build(output: Path, triple: str | None = None) -> Path:
-    """Build the one-file binary into ``output`` and return its path."""
+def build(output: Path, triple: str | None = None, with_local: bool = False) -> Path:
+    """Build the one-file binary into ``output`` and return its path (``with_local``: with llama.cpp)."""
     if sys.flags.optimize:
         raise SystemExit("build-binary must not run under python -O: the binary would lose jsonrpcserver's checks")
     if importlib.util.find_spec("nuitka") is None:
         raise SystemExit("Nuitka is not installed: python3 -m pip install 'llm-sidecar[build]'")
     if sys.platform != "win32" and not (shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")):
         raise SystemExit("Nuitka needs a C compiler: install gcc (Debian/Ubuntu: apt-get install gcc)")
+    if with_local and importlib.util.find_spec("llama_cpp") is None:
+        raise SystemExit("--with-local needs llama-cpp-python: python3 -m pip install 'llm-sidecar[local]'")
     triple = triple or target_triple()
     output = output.resolve()
     output.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(PACKAGE_DIR.parent)}
     path = output / binary_name(triple)
     with tempfile.TemporaryDirectory(prefix="llm-sidecar-build-") as tmp:
-        done = subprocess.run([sys.executable, "-m", "nuitka", *nuitka_args(Path(tmp), triple)],
+        done = subprocess.run([sys.executable, "-m", "nuitka", *nuitka_args(Path(tmp), triple, with_local)],
                               cwd=tmp, env=env, check=False)
         built = Path(tmp) / binary_name(triple)
         if done.returncode != 0 or not built.is_file():

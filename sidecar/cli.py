@@ -144,6 +144,8 @@ def parser() -> argparse.ArgumentParser:
                        help="where to write llm-sidecar-<target triple>[.exe] (default dist)")
     build.add_argument("--target-triple", metavar="TRIPLE", default=None,
                        help="name the file for this Rust target triple (default: this machine's)")
+    build.add_argument("--with-local", action="store_true",
+                       help="bundle llama-cpp-python and llama.cpp's shared library (the local provider: GGUF files)")
     return p
 
 
@@ -163,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "build-binary":
         from .build import build
 
-        print(build(Path(args.output), args.target_triple))
+        print(build(Path(args.output), args.target_triple, args.with_local))
         return 0
     return _serve(args)
 

@@ -25,7 +25,7 @@ from msgspec import UNSET
 
 from .errors import SidecarError
 from .storage import locked, private_dir, storage_error
-from .types import ActiveProvider, ProviderConfig, ProviderLimits
+from .types import ActiveProvider, LocalModelInfo, ProviderConfig, ProviderLimits
 
 log = logging.getLogger("sidecar.settings")
 
@@ -57,6 +57,8 @@ class Settings(msgspec.Struct):
     saved_keys: list[str] = msgspec.field(default_factory=list)
     key_hosts: dict[str, str] = msgspec.field(default_factory=dict)
     """provider id -> the host a saved key is bound to (the host of its base URL when it was saved)"""
+    local_models: list[LocalModelInfo] = msgspec.field(default_factory=list)
+    """GGUF files registered with register_local_model, sorted by id"""
 
 
 def default_data_dir() -> Path:
@@ -266,6 +268,25 @@ class SettingsStore:
                 s.overrides[provider_id] = updated
 
         self.update(change)
+
+    def upsert_local_model(self, model: LocalModelInfo) -> None:
+        """Add or replace a registered local model."""
+
+        def change(s: Settings) -> None:
+            s.local_models = sorted([*(m for m in s.local_models if m.id != model.id), model], key=lambda m: m.id)
+
+        self.update(change)
+
+    def remove_local_model(self, model_id: str) -> bool:
+        """Forget a registered local model; False when there was none."""
+
+        def change(s: Settings) -> bool:
+            kept = [m for m in s.local_models if m.id != model_id]
+            removed = len(kept) != len(s.local_models)
+            s.local_models = kept
+            return removed
+
+        return self.update(change)
 
     def bind_key(self, provider_id: str, host: str) -> KeyIndexEntry:
         """Record that a key is saved for ``provider_id``, bound to ``host``; returns the binding before."""

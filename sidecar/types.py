@@ -187,7 +187,7 @@ class ErrorInfo(Wire):
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "other", "max_steps"]
 """``max_steps`` only ends a tool loop (``llm_chat_loop_start``) whose model still called tools at its last step"""
-Protocol = Literal["openai", "anthropic", "gemini", "ollama", "cohere", "claude-code", "mock"]
+Protocol = Literal["openai", "anthropic", "gemini", "ollama", "cohere", "claude-code", "llama-cpp", "mock"]
 TransportKind = Literal["http", "process", "local", "mock"]
 """how the engine reaches a provider's model: HTTP, a child process, in this process, the built-in offline one"""
 
@@ -508,6 +508,67 @@ class DiscoverParams(Wire):
     timeout_ms: int = 500
     ports: list[Annotated[int, Meta(ge=1, le=65535)]] | UnsetType = UNSET
     """ports to probe on 127.0.0.1; default: Ollama 11434, LM Studio 1234, llama.cpp 8080, vLLM 8000, Jan 1337"""
+
+
+class RegisterLocalModelParams(Wire):
+    """A GGUF file the sidecar runs itself, as ``local:<id>``."""
+
+    id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    path: str
+    """an absolute path to a ``.gguf`` file; its header is read (never its content returned)"""
+    n_ctx: Annotated[int, Meta(ge=0, le=1 << 20)] | UnsetType = UNSET
+    """context size; default: the model's own, at most 4096 (0: the model's own)"""
+    n_threads: Annotated[int, Meta(ge=1, le=512)] | UnsetType = UNSET
+    n_gpu_layers: Annotated[int, Meta(ge=-1, le=10_000)] | UnsetType = UNSET
+    chat_format: Annotated[str, Meta(max_length=64)] | UnsetType = UNSET
+    """a llama-cpp-python chat format (``chatml``, ``llama-3``...); default: the template in the file"""
+    embedding: bool = False
+    """the model also serves ``llm_embed``"""
+    idle_unload_s: Annotated[float, Meta(ge=0)] = 300.0
+    """unloaded after this long unused (0: right after each request)"""
+
+
+class LocalModelInfo(Wire):
+    """A registered local model, with what its file's header says."""
+
+    id: str
+    path: str
+    embedding: bool = False
+    idle_unload_s: float = 300.0
+    n_ctx: int | UnsetType = UNSET
+    n_threads: int | UnsetType = UNSET
+    n_gpu_layers: int | UnsetType = UNSET
+    chat_format: str | UnsetType = UNSET
+    architecture: str | UnsetType = UNSET
+    name: str | UnsetType = UNSET
+    context_length: int | UnsetType = UNSET
+    """the context the model was trained for (from the file)"""
+    embedding_length: int | UnsetType = UNSET
+    chat_template: str | UnsetType = UNSET
+    size_bytes: int = 0
+    loaded: bool = False
+
+
+class LocalModelIdParams(Wire):
+    id: str
+
+
+class DiscoverLocalModelsParams(Wire):
+    dirs: list[str] | UnsetType = UNSET
+    """folders to search (absolute); default: the data dir's ``models/``, LM Studio's and Ollama's model folders"""
+
+
+class DiscoveredLocalModel(Wire):
+    path: str
+    size_bytes: int
+    source: Literal["data_dir", "lmstudio", "ollama", "dir"]
+    architecture: str | UnsetType = UNSET
+    name: str | UnsetType = UNSET
+    context_length: int | UnsetType = UNSET
+
+
+class UnloadedResult(Wire):
+    unloaded: bool
 
 
 class DiscoveredProvider(Wire):

@@ -30,7 +30,7 @@ def sidecar(data_dir: Path) -> Iterator[Sidecar]:
     proc.kill()
 
 
-def register_upstream(sc: Sidecar, upstream: Upstream, provider_id: str = "local", **extra: object) -> None:
+def register_upstream(sc: Sidecar, upstream: Upstream, provider_id: str = "loopback", **extra: object) -> None:
     """A custom openai-protocol provider pointing at the loopback upstream, no key needed."""
     cfg = {"id": provider_id, "name": "Loopback", "protocol": "openai", "base_url": upstream.base_url,
            "requires_api_key": False, **extra}

@@ -438,7 +438,7 @@ def answer(rf: dict[str, Any], text: str, finish: Any = "stop") -> SidecarError 
     assert check is not None
     check.parts += [text[: len(text) // 2], text[len(text) // 2:]]
     try:
-        check.verify(finish, "local")
+        check.verify(finish, "loopback")
     except SidecarError as exc:
         return exc
     return None
@@ -454,7 +454,7 @@ def test_json_answer_checks() -> None:
     err = answer(schema, '{"items": [{"price": 1}, {"price": "cheap"}]}')
     assert err is not None and err.info.code == "protocol_error" and err.info.retryable is False
     assert "$.items[1].price" in err.info.message and "'cheap' is not of type 'number'" in err.info.message
-    assert err.info.provider == "local"
+    assert err.info.provider == "loopback"
     err = answer({"type": "json_object"}, "Sure! {")
     assert err is not None and err.info.code == "protocol_error" and "not valid JSON" in err.info.message
     assert answer({"type": "json_object"}, " [1, 2] ") is None, "json_object: any JSON"
@@ -490,32 +490,33 @@ def test_json_schema_answers_end_to_end(sidecar: Sidecar, upstream: Upstream) ->
     register_upstream(sidecar, upstream)
     rf = {"type": "json_schema", "name": "person", "schema": SCHEMA}
     upstream.replies["good"] = Reply(chunks=openai_text('{"name": ', '"Ada", "age": 36}'))
-    events = start_stream(sidecar, {"model": "local:good", "messages": HI, "response_format": rf})
+    events = start_stream(sidecar, {"model": "loopback:good", "messages": HI, "response_format": rf})
     assert [e["type"] for e in events] == ["start", "text_delta", "text_delta", "usage", "done"]
     assert json.loads(text_of(events)) == {"name": "Ada", "age": 36}
     sent = upstream.seen[-1].body
     assert sent["response_format"] == {"type": "json_schema", "json_schema": {"name": "person", "schema": SCHEMA}}
 
     upstream.replies["bad"] = Reply(chunks=openai_text('{"name": "Ada", ', '"age": "old"}'))
-    events = start_stream(sidecar, {"model": "local:bad", "messages": HI, "response_format": rf})
+    events = start_stream(sidecar, {"model": "loopback:bad", "messages": HI, "response_format": rf})
     assert [e["type"] for e in events] == ["start", "text_delta", "text_delta", "usage", "error"]
     err = events[-1]["error"]
-    assert (err["code"], err["retryable"], err["provider"]) == ("protocol_error", False, "local")
+    assert (err["code"], err["retryable"], err["provider"]) == ("protocol_error", False, "loopback")
     assert "$.age" in err["message"] and "'old' is not of type 'integer'" in err["message"]
 
-    resp = sidecar.request("complete_chat", {"model": "local:bad", "messages": HI, "response_format": rf,
+    resp = sidecar.request("complete_chat", {"model": "loopback:bad", "messages": HI, "response_format": rf,
                                              "retry": {"max_retries": 0}})
     assert resp["error"]["code"] == -32000
     assert resp["error"]["data"]["code"] == "protocol_error" and "$.age" in resp["error"]["message"]
-    result = sidecar.call("complete_chat", {"model": "local:good", "messages": HI, "response_format": rf})
+    result = sidecar.call("complete_chat", {"model": "loopback:good", "messages": HI, "response_format": rf})
     assert json.loads(result["content"]) == {"name": "Ada", "age": 36}
 
     upstream.replies["prose"] = Reply(chunks=openai_text("Sure! Here you go."))
-    events = start_stream(sidecar, {"model": "local:prose", "messages": HI, "response_format": {"type": "json_object"}})
+    events = start_stream(sidecar, {"model": "loopback:prose", "messages": HI,
+                                    "response_format": {"type": "json_object"}})
     assert events[-1]["error"]["code"] == "protocol_error" and "not valid JSON" in events[-1]["error"]["message"]
 
     before = len(upstream.seen)
-    resp = sidecar.request("llm_stream_text", {"model": "local:good", "messages": HI, "response_format": {
+    resp = sidecar.request("llm_stream_text", {"model": "loopback:good", "messages": HI, "response_format": {
         "type": "json_schema", "schema": {"type": "objekt"}}})
     assert resp["error"]["data"]["code"] == "invalid_request" and len(upstream.seen) == before
 

@@ -31,6 +31,9 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("nuitka") is None,
                                 reason="Nuitka is not installed (python3 -m pip install -e '.[build]')")
 
 PROTOCOLS = ("openai", "anthropic", "gemini", "ollama", "cohere")
+WITH_LOCAL = importlib.util.find_spec("llama_cpp") is not None
+"""the module's one build bundles llama.cpp (``--with-local``) when llama-cpp-python is installed, as in CI:
+one build for both (a second build would add minutes; the bundle adds little, bench/README.md)"""
 
 
 class BinarySidecar(Sidecar):
@@ -52,7 +55,8 @@ class BinarySidecar(Sidecar):
 @pytest.fixture(scope="module")
 def binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    done = subprocess.run([sys.executable, "-m", "sidecar", "build-binary", "--output", str(out)],
+    local = ["--with-local"] if WITH_LOCAL else []
+    done = subprocess.run([sys.executable, "-m", "sidecar", "build-binary", "--output", str(out), *local],
                           cwd=ROOT, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stderr[-3000:]
     path = Path(done.stdout.strip().splitlines()[-1])
@@ -129,6 +133,23 @@ def test_protocol_modules_load_inside_the_binary(sidecar: BinarySidecar, upstrea
                              "retry": {"max_retries": 0}})
     check_stream_invariants(events)
     assert text_of(events) == "Hi there"
+
+
+def test_a_local_model_runs_inside_the_binary(sidecar: BinarySidecar) -> None:
+    """llama-cpp-python and llama.cpp's shared libraries come with the binary (``--with-local``)."""
+    from test_local_models import ASK, _gguf
+
+    if not WITH_LOCAL:
+        if os.environ.get("CI") == "true":
+            pytest.fail("llama-cpp-python is not installed: the binary was built without --with-local")
+        pytest.skip("llama-cpp-python is not installed: the binary was built without --with-local")
+    gguf = _gguf()
+    sidecar.call("register_local_model", {"id": "bin", "path": str(gguf)})
+    events = sidecar.stream({"model": "local:bin", "messages": ASK, "max_tokens": 8}, timeout=120)
+    check_stream_invariants(events)
+    assert events[-1]["type"] == "done" and text_of(events).strip()
+    assert events[-1]["usage"]["input_tokens"] > 0 and events[-1]["usage"]["output_tokens"] > 0
+    assert sidecar.call("unload_local_model", {"id": "bin"}) == {"unloaded": True}
 
 
 def test_exits_0_on_stdin_eof(binary: Path, cache: Path, tmp_path: Path) -> None:
@@ -308,7 +329,7 @@ def test_the_folder_is_named_for_this_source(binary: Path, cache: Path, sidecar:
     (and of the installed distributions, Python and the build options), checked on a copy of the package."""
     from sidecar.build import PACKAGE_DIR, build_id, cache_folder_name, nuitka_options, target_triple
 
-    options = tuple(nuitka_options(target_triple()))
+    options = tuple(nuitka_options(target_triple(), WITH_LOCAL))
     assert the_unpack_folder(cache).name == cache_folder_name(build_id(options=options))
     copy = tmp_path / "sidecar"
     shutil.copytree(PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))

@@ -384,45 +384,7 @@ def test_proxy_embeddings_errors_are_openai_shaped(sc: Sidecar, fake: FakeEmbedd
             model="openai:text-embedding-3-small", input="t1")
 
 
-# --- the local provider, without its embed -----------------------------------------------------------------
-
-
-def test_local_without_local_embed_is_not_installed(tmp_path: Path) -> None:
-    """The composition root's ``local_embed`` (None until the local provider is installed) decides."""
-    import anyio
-
-    from sidecar.app import App
-    from sidecar.engine.embed import Embedder
-    from sidecar.errors import SidecarError
-    from sidecar.providers import Provider
-    from sidecar.types import EmbedParams
-
-    local = Provider(id="local", name="In the app", protocol="openai", base_url="local://", transport="local",
-                     requires_api_key=False, is_local=True, configurable=False)
-
-    class OneProvider:
-        def get(self, provider_id: str) -> Provider:
-            assert provider_id == "local"
-            return local
-
-    async def fake_local(model: str, inputs: list[str]) -> tuple[list[list[float]], int]:
-        return [[float(len(t)), 1.0] for t in inputs], 7
-
-    def embedder(app: App) -> Embedder:
-        engine = app.engine
-        return Embedder(OneProvider(), engine.preparer, engine.http, engine.options,  # type: ignore[arg-type]
-                        lambda: engine.health, engine.local_embed)
-
-    async def run() -> None:
-        params = EmbedParams(model="local:mini", input=["ab", "abc"])
-        with pytest.raises(SidecarError) as missing:
-            await embedder(App(tmp_path / "a", "test")).embed(params)
-        assert missing.value.code == "provider_not_installed" and "llm-sidecar[local]" in missing.value.info.message
-        result = await embedder(App(tmp_path / "b", "test", local_embed=fake_local)).embed(params)
-        assert result.embeddings == [[2.0, 1.0], [3.0, 1.0]] and result.usage.input_tokens == 7
-        assert result.model == "local:mini"
-
-    anyio.run(run)
+# --- the local provider: see tests/test_local_models.py (llm_embed on a real GGUF) -------------------------
 
 
 # --- offline: mock:embed -------------------------------------------------------------------------------------

@@ -404,9 +404,9 @@ def test_end_of_stdin_lets_a_short_stream_finish(own_sidecar: TimedSidecar, serv
 @pytest.fixture
 def local(sc: TimedSidecar, server: FaultServer) -> str:
     """The provider ``local`` (the fallback tests name ``local:good``)."""
-    register(sc, server, "local")
+    register(sc, server, "loopback")
     server.plan("good", ok("Good", " answer"))
-    return "local"
+    return "loopback"
 
 
 def test_fallback_after_503_forever(sc: TimedSidecar, server: FaultServer, local: str) -> None:
@@ -414,16 +414,17 @@ def test_fallback_after_503_forever(sc: TimedSidecar, server: FaultServer, local
     server.plan(bad, status(503))
     good_before = len(server.hits_for("good"))
     healthy = Healthy(sc, server, local)
-    sid = start(sc, f"local:{bad}", retry={"max_retries": 0}, fallback_models=["local:good"])
+    sid = start(sc, f"loopback:{bad}", retry={"max_retries": 0}, fallback_models=["loopback:good"])
     events = finished(sc, sid)
     healthy.check()
 
     [fb] = of_type(events, "fallback")
-    assert (fb["from_model"], fb["to_model"], fb["reason"]) == (f"local:{bad}", "local:good", "upstream_unavailable")
+    assert (fb["from_model"], fb["to_model"], fb["reason"]) == (
+        f"loopback:{bad}", "loopback:good", "upstream_unavailable")
     assert events.index(fb) < events.index(of_type(events, "text_delta")[0])
     assert of_type(events, "retry") == []
     assert text_of(events) == "Good answer"
-    assert events[-1]["type"] == "done" and events[-1]["model"] == "local:good"
+    assert events[-1]["type"] == "done" and events[-1]["model"] == "loopback:good"
     assert len(server.hits_for(bad)) == 1
     assert len(server.hits_for("good")) == good_before + 1
     still_serving(sc)
@@ -433,7 +434,7 @@ def test_400_does_not_fall_back(sc: TimedSidecar, server: FaultServer, local: st
     bad = new_id("bad400")
     server.plan(bad, status(400, message="messages: field required"))
     good_before = len(server.hits_for("good"))
-    sid = start(sc, f"local:{bad}", retry={"max_retries": 0}, fallback_models=["local:good"])
+    sid = start(sc, f"loopback:{bad}", retry={"max_retries": 0}, fallback_models=["loopback:good"])
     events = finished(sc, sid)
     assert of_type(events, "fallback") == [] and of_type(events, "retry") == []
     assert events[-1]["type"] == "error" and events[-1]["error"]["code"] == "invalid_request"

@@ -99,7 +99,7 @@ def start_in_flight(sc: Sidecar, upstream: Upstream) -> list[str]:
     register_upstream(sc, upstream)
     upstream.replies["hang"] = Reply(chunks=openai_chunks(["partial "])[:1], hang=True)
     sc.call("llm_stream_text", mock_stream("slow-mock", SLOW_TEXT, 400))
-    sc.call("llm_stream_text", {"stream_id": "hanging", "model": "local:hang", "messages": user("hi")})
+    sc.call("llm_stream_text", {"stream_id": "hanging", "model": "loopback:hang", "messages": user("hi")})
     for sid in ("slow-mock", "hanging"):
         sc.wait_for(lambda m, sid=sid: m.get("method") == f"llm-stream-{sid}"
                     and m["params"]["type"] == "text_delta")
@@ -121,7 +121,7 @@ def test_eof_finishes_streams_in_flight_then_exits_0(data_dir, upstream, procs):
     upstream.replies["slow"] = Reply(chunks=openai_chunks(WORDS), delay=0.1)
     mock_text = "finished after the end of stdin"
     sc.send(req("a", "llm_stream_text", mock_stream("mock-a", mock_text, 60)))
-    sc.send(req("b", "llm_stream_text", {"stream_id": "net-b", "model": "local:slow", "messages": user("hi")}))
+    sc.send(req("b", "llm_stream_text", {"stream_id": "net-b", "model": "loopback:slow", "messages": user("hi")}))
     sc.send(req("c", "complete_chat", {"model": "mock:echo", "messages": user("collected"),
                                        "provider_options": {"chunk_delay_ms": 60}}))
     sc.close_stdin()  # at once: nothing has been answered yet
@@ -209,10 +209,10 @@ def test_piping_a_whole_file_prints_every_answer(data_dir):
 
 def test_piping_requests_to_a_slow_upstream_prints_every_answer(data_dir, upstream):
     upstream.replies["slow"] = Reply(chunks=openai_chunks(WORDS), delay=0.05)
-    provider = {"id": "local", "name": "Loopback", "protocol": "openai", "base_url": upstream.base_url,
+    provider = {"id": "loopback", "name": "Loopback", "protocol": "openai", "base_url": upstream.base_url,
                 "requires_api_key": False}
     lines = [line(req("reg", "llm_register_custom_provider", provider))]
-    lines += [line(req(f"r{i}", "llm_stream_text", {"stream_id": f"n{i}", "model": "local:slow",
+    lines += [line(req(f"r{i}", "llm_stream_text", {"stream_id": f"n{i}", "model": "loopback:slow",
                                                     "messages": user("hi")})) for i in range(3)]
     done = run_piped(data_dir, b"".join(lines))
     assert done.returncode == 0, done.stderr.decode()[-3000:]

@@ -585,7 +585,7 @@ def test_against_a_real_meilisearch(tmp_path: Path, data_dir: Path, upstream: Up
         err = domain_error(sc.request("get_chat_workspace_settings", {**params, "meilisearch_api_key": "nope"}))
         assert err["code"] in ("authentication_failed", "permission_denied")
         register_upstream(sc, upstream)
-        proxied = sc.call("configure_chat_workspace", {**params, "provider": "local", "model": "m"}, timeout=30)
+        proxied = sc.call("configure_chat_workspace", {**params, "provider": "loopback", "model": "m"}, timeout=30)
         assert proxied["settings"]["source"] == "vLlm" and proxied["uses_proxy"] is True
         assert_no_leak(sc, OPENAI_KEY, MASTER)
     finally:

@@ -395,9 +395,9 @@ def test_non_json_body() -> None:
 
 
 def test_non_json_400() -> None:
-    info = map_http_error(400, b"Bad Request", "local").info
+    info = map_http_error(400, b"Bad Request", "loopback").info
     assert (info.code, info.retryable) == ("invalid_request", False)
-    assert info.message == "local: Bad Request"
+    assert info.message == "loopback: Bad Request"
 
 
 def test_empty_body_names_the_status() -> None:

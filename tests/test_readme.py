@@ -183,7 +183,17 @@ def memory_keychain_sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterato
     sc.kill()
 
 
-def test_every_methods_table_example_runs(memory_keychain_sidecar: Sidecar) -> None:
+def tiny_gguf(path: Path) -> Path:
+    """A GGUF header with one tensor and an architecture: all register_local_model reads of a file."""
+    def text(s: str) -> bytes:
+        return len(s).to_bytes(8, "little") + s.encode()
+
+    path.write_bytes(b"GGUF" + (3).to_bytes(4, "little") + (1).to_bytes(8, "little") + (1).to_bytes(8, "little")
+                     + text("general.architecture") + (8).to_bytes(4, "little") + text("llama"))
+    return path
+
+
+def test_every_methods_table_example_runs(memory_keychain_sidecar: Sidecar, tmp_path: Path) -> None:
     sc = memory_keychain_sidecar
     no_meilisearch = not port_open(7700)
     loop: dict[str, Any] = {}
@@ -196,6 +206,8 @@ def test_every_methods_table_example_runs(memory_keychain_sidecar: Sidecar) -> N
             asked = sc.wait_for(lambda m: m.get("method") == events  # noqa: B023 (called at once)
                                 and m["params"]["type"] in ("tool_calls_requested", "done", "error"))["params"]
             assert asked["type"] == "tool_calls_requested", f"the table's loop ended without calling a tool: {asked}"
+        if method == "register_local_model":  # the documented path, played by a header of our own
+            params["path"] = str(tiny_gguf(tmp_path / "model.gguf"))
         resp = sc.request(method, params)
         if "meilisearch_url" in (params or {}) and (no_meilisearch or "error" in resp):
             if no_meilisearch:  # otherwise something else listens there: its answer is not the README's

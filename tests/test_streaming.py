@@ -117,7 +117,7 @@ def ended(sc: Sidecar, stream_id: str) -> list[dict[str, Any]]:
 
 
 def run(sc: Sidecar, model: str, **params: Any) -> list[dict[str, Any]]:
-    _, sid = start(sc, {"model": f"local:{model}", "messages": MSGS, **params})
+    _, sid = start(sc, {"model": f"loopback:{model}", "messages": MSGS, **params})
     return ended(sc, sid)
 
 
@@ -203,7 +203,7 @@ def test_fixture_replayed_end_to_end(sidecar: Sidecar, upstream: Upstream, name:
     expected = expected_from_fixture(f"openai-chat/{name}")
 
     want_id = new_id("rec")
-    resp, sid = start(sidecar, {"model": "local:rec-model", "messages": MSGS, "stream_id": want_id})
+    resp, sid = start(sidecar, {"model": "loopback:rec-model", "messages": MSGS, "stream_id": want_id})
     assert sid == want_id
     events = ended(sidecar, sid)
 
@@ -214,7 +214,7 @@ def test_fixture_replayed_end_to_end(sidecar: Sidecar, upstream: Upstream, name:
 
     assert all(e["stream_id"] == sid for e in events)
     assert events[0]["type"] == "start"
-    assert events[0]["provider"] == "local" and events[0]["model"] == "local:rec-model"
+    assert events[0]["provider"] == "loopback" and events[0]["model"] == "loopback:rec-model"
 
     assert text_of(events) == expected["text"]
 
@@ -233,7 +233,7 @@ def test_fixture_replayed_end_to_end(sidecar: Sidecar, upstream: Upstream, name:
     done = events[-1]
     assert done["type"] == "done", done
     assert done["finish_reason"] == FINISH[expected["finish"]]
-    assert done["model"] == "local:rec-model"
+    assert done["model"] == "loopback:rec-model"
     assert_usage(done["usage"], expected["usage"])
     usage_events = [e for e in events if e["type"] == "usage"]
     assert len(usage_events) == 1
@@ -286,7 +286,7 @@ def test_reasoning_text_tool_call_usage_done(sidecar: Sidecar, upstream: Upstrea
     done = events[-1]
     assert done["finish_reason"] == "tool_calls"
     assert {k: done["usage"][k] for k in want} == want
-    assert done["model"] == "local:think"
+    assert done["model"] == "loopback:think"
     assert isinstance(done["latency_ms"], int | float) and done["latency_ms"] >= 0
 
 
@@ -334,7 +334,7 @@ def test_error_reported_inside_the_stream(sidecar: Sidecar, upstream: Upstream, 
     assert text_of(events) == "partial"
     err = only_error(events)
     assert err["code"] == code
-    assert err["provider"] == "local"
+    assert err["provider"] == "loopback"
     assert err.get("status") == status
     assert err["retryable"] is (code == "upstream_unavailable")
     assert isinstance(err["message"], str) and err["message"]
@@ -351,7 +351,7 @@ def test_abort_mid_stream(sidecar: Sidecar, upstream: Upstream, mode: str) -> No
     else:
         reply = Reply(chunks=text_stream(*[f"w{i} " for i in range(60)]), delay=0.1)
     upstream.replies["slow"] = reply
-    _, sid = start(sidecar, {"model": "local:slow", "messages": MSGS, "stream_id": new_id("ab")})
+    _, sid = start(sidecar, {"model": "loopback:slow", "messages": MSGS, "stream_id": new_id("ab")})
     sidecar.wait_for(lambda m: m.get("method") == f"llm-stream-{sid}" and m["params"]["type"] == "text_delta")
 
     assert sidecar.call("llm_abort_stream", {"stream_id": sid}) == {"aborted": True}
@@ -372,7 +372,7 @@ def test_abort_mid_stream(sidecar: Sidecar, upstream: Upstream, mode: str) -> No
 def test_abort_before_any_output(sidecar: Sidecar, upstream: Upstream) -> None:
     register_upstream(sidecar, upstream)
     upstream.replies["silent"] = Reply(chunks=[], hang=True)
-    _, sid = start(sidecar, {"model": "local:silent", "messages": MSGS, "stream_id": new_id("ab")})
+    _, sid = start(sidecar, {"model": "loopback:silent", "messages": MSGS, "stream_id": new_id("ab")})
     sidecar.wait_for(lambda m: m.get("method") == f"llm-stream-{sid}")  # start
     # wait until the request reached the upstream, so the abort cuts a live connection
     assert wait_until(lambda: len(upstream.seen) == 1)
@@ -405,13 +405,13 @@ def test_two_concurrent_streams_interleave(sidecar: Sidecar, upstream: Upstream)
     upstream.replies["model-a"] = Reply(chunks=text_stream(*a_words, usage=(11, 6)), delay=0.1)
     upstream.replies["model-b"] = Reply(chunks=text_stream(*b_words, usage=(22, 6)), delay=0.1)
 
-    resp_a, sid_a = start(sidecar, {"model": "local:model-a", "messages": MSGS, "stream_id": new_id("cc-a")})
-    resp_b, sid_b = start(sidecar, {"model": "local:model-b", "messages": MSGS, "stream_id": new_id("cc-b")})
+    resp_a, sid_a = start(sidecar, {"model": "loopback:model-a", "messages": MSGS, "stream_id": new_id("cc-a")})
+    resp_b, sid_b = start(sidecar, {"model": "loopback:model-b", "messages": MSGS, "stream_id": new_id("cc-b")})
     ev_a, ev_b = ended(sidecar, sid_a), ended(sidecar, sid_b)
 
     assert text_of(ev_a) == "".join(a_words) and text_of(ev_b) == "".join(b_words)
     assert all(e["stream_id"] == sid_a for e in ev_a) and all(e["stream_id"] == sid_b for e in ev_b)
-    assert ev_a[0]["model"] == "local:model-a" and ev_b[0]["model"] == "local:model-b"
+    assert ev_a[0]["model"] == "loopback:model-a" and ev_b[0]["model"] == "loopback:model-b"
     assert ev_a[-1]["type"] == ev_b[-1]["type"] == "done"
     assert ev_a[-1]["usage"]["input_tokens"] == 11 and ev_b[-1]["usage"]["input_tokens"] == 22
 
@@ -428,11 +428,11 @@ def test_two_concurrent_streams_interleave(sidecar: Sidecar, upstream: Upstream)
 def test_fast_request_answered_while_a_stream_is_in_flight(sidecar: Sidecar, upstream: Upstream) -> None:
     register_upstream(sidecar, upstream)
     upstream.replies["stuck"] = Reply(chunks=sse([chunk({"content": "thinking..."})], done=False), hang=True)
-    _, sid = start(sidecar, {"model": "local:stuck", "messages": MSGS})
+    _, sid = start(sidecar, {"model": "loopback:stuck", "messages": MSGS})
     sidecar.wait_for(lambda m: m.get("method") == f"llm-stream-{sid}" and m["params"]["type"] == "text_delta")
 
     providers = sidecar.call("list_providers")
-    assert "local" in [p["id"] for p in providers]
+    assert "loopback" in [p["id"] for p in providers]
     assert not [e for e in sidecar.events(sid) if e["type"] in TERMINAL], "the stream is still running"
 
     assert sidecar.call("llm_abort_stream", {"stream_id": sid}) == {"aborted": True}
@@ -477,7 +477,7 @@ def test_http_error_status(sidecar: Sidecar, upstream: Upstream, status: int, er
     assert err["code"] == code
     assert err["status"] == status
     assert err["retryable"] is retryable
-    assert err["provider"] == "local"
+    assert err["provider"] == "loopback"
     assert isinstance(err["message"], str) and err["message"]
 
 
@@ -510,7 +510,7 @@ def test_connection_dropped_mid_stream(sidecar: Sidecar, upstream: Upstream) -> 
     assert [e["type"] for e in events] == ["start", "text_delta", "error"]
     assert text_of(events) == "half an ans"
     err = only_error(events)
-    assert err["code"] == "network_error" and err["provider"] == "local"
+    assert err["code"] == "network_error" and err["provider"] == "loopback"
 
 
 def test_clean_end_before_done_marker_and_finish_reason(sidecar: Sidecar, upstream: Upstream) -> None:
@@ -588,7 +588,7 @@ def test_idle_stall_times_out(sidecar: Sidecar, upstream: Upstream) -> None:
     events = run(sidecar, "stall", timeouts={"idle_ms": 300})
     assert [e["type"] for e in events] == ["start", "error"]
     err = only_error(events)
-    assert err["code"] == "timeout" and err["provider"] == "local"
+    assert err["code"] == "timeout" and err["provider"] == "loopback"
 
 
 def test_total_timeout_while_bytes_keep_coming(sidecar: Sidecar, upstream: Upstream) -> None:
@@ -624,7 +624,7 @@ def test_unknown_provider_is_the_response_error(sidecar: Sidecar, upstream: Upst
     assert text_of(events) == "again"
 
 
-@pytest.mark.parametrize("model", ["no-colon-here", "local:", ":m"])
+@pytest.mark.parametrize("model", ["no-colon-here", "loopback:", ":m"])
 def test_bad_model_string_is_the_response_error(sidecar: Sidecar, upstream: Upstream, model: str) -> None:
     register_upstream(sidecar, upstream)
     err = _pre_network_error(sidecar, {"model": model})
@@ -678,7 +678,7 @@ def test_complete_chat_against_the_upstream(sidecar: Sidecar, upstream: Upstream
     register_upstream(sidecar, upstream)
     upstream.replies["cc"] = Reply(chunks=fixture_body("openai-chat/text-then-tool-call.chunks.txt"))
     before = stream_lines(sidecar)
-    result = sidecar.call("complete_chat", {"model": "local:cc", "messages": MSGS})
+    result = sidecar.call("complete_chat", {"model": "loopback:cc", "messages": MSGS})
     assert result["content"] == "PRE_TOOL"
     assert result["parts"] == [
         {"type": "text", "text": "PRE_TOOL"},
@@ -686,7 +686,7 @@ def test_complete_chat_against_the_upstream(sidecar: Sidecar, upstream: Upstream
     ]
     assert result["finish_reason"] == "tool_calls"
     assert result["usage"]["input_tokens"] == 58 and result["usage"]["output_tokens"] == 12
-    assert result["model"] == "local:cc"
+    assert result["model"] == "loopback:cc"
     assert upstream.seen[0].body["stream"] is True
     # complete_chat sends no stream events
     barrier(sidecar)
@@ -697,7 +697,7 @@ def test_complete_chat_text_and_usage(sidecar: Sidecar, upstream: Upstream) -> N
     register_upstream(sidecar, upstream)
     upstream.replies["plain"] = Reply(chunks=fixture_body("openai-chat/text-usage-chunk.sse"))
     expected = expected_from_fixture("openai-chat/text-usage-chunk.sse")
-    result = sidecar.call("complete_chat", {"model": "local:plain", "messages": MSGS})
+    result = sidecar.call("complete_chat", {"model": "loopback:plain", "messages": MSGS})
     assert result["content"] == expected["text"]
     assert result["parts"] == [{"type": "text", "text": expected["text"]}]
     assert result["finish_reason"] == "stop"
@@ -708,7 +708,7 @@ def test_complete_chat_upstream_error_is_the_response_error(sidecar: Sidecar, up
     register_upstream(sidecar, upstream)
     upstream.replies["busy"] = json_reply(503, {"error": {"message": "The engine is currently overloaded",
                                                           "type": "server_error", "code": None}})
-    resp = sidecar.request("complete_chat", {"model": "local:busy", "messages": MSGS})
+    resp = sidecar.request("complete_chat", {"model": "loopback:busy", "messages": MSGS})
     assert resp["error"]["code"] == DOMAIN_ERROR
     assert resp["error"]["data"]["code"] == "upstream_unavailable"
     assert resp["error"]["data"]["status"] == 503 and resp["error"]["data"]["retryable"] is True
@@ -764,7 +764,7 @@ def test_tool_round_trip_messages_encoded(sidecar: Sidecar, upstream: Upstream) 
             {"type": "tool_call", "id": "call_1", "name": "get_weather", "arguments": {"city": "Oslo"}}]},
         {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
     ]
-    _, sid = start(sidecar, {"model": "local:m", "messages": messages})
+    _, sid = start(sidecar, {"model": "loopback:m", "messages": messages})
     assert text_of(ended(sidecar, sid)) == "It is sunny."
     sent = upstream.seen[0].body["messages"]
     assert sent[0] == {"role": "user", "content": "Weather in Oslo?"}
@@ -782,7 +782,7 @@ def test_provider_connection_ok(sidecar: Sidecar, upstream: Upstream) -> None:
     register_upstream(sidecar, upstream)
     upstream.replies["/v1/models"] = json_reply(200, {"object": "list", "data": [
         {"id": "gpt-test", "object": "model", "created": 1, "owned_by": "me"}]})
-    result = sidecar.call("test_provider_connection", {"provider": "local", "api_key": "sk-probe-1234567890abcdef"})
+    result = sidecar.call("test_provider_connection", {"provider": "loopback", "api_key": "sk-probe-1234567890abcdef"})
     assert result["ok"] is True
     assert isinstance(result["latency_ms"], int | float) and result["latency_ms"] >= 0
     assert "error" not in result or result["error"] is None
@@ -797,7 +797,7 @@ def test_provider_connection_unauthorized(sidecar: Sidecar, upstream: Upstream) 
     upstream.replies["/v1/models"] = json_reply(401, {"error": {
         "message": f"Incorrect API key provided: {key}.", "type": "invalid_request_error", "param": None,
         "code": "invalid_api_key"}})
-    result = sidecar.call("test_provider_connection", {"provider": "local", "api_key": key})
+    result = sidecar.call("test_provider_connection", {"provider": "loopback", "api_key": key})
     assert result["ok"] is False
     assert result["error"]["code"] == "authentication_failed"
     assert result["error"]["status"] == 401

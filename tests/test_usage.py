@@ -244,7 +244,7 @@ def test_streams_and_complete_chat_are_counted(sidecar: Sidecar, upstream: Upstr
     register_upstream(sidecar, upstream)
     upstream.replies["m"] = Reply(status=401, chunks=[b'{"error": {"message": "bad key"}}'],
                                   headers={"content-type": "application/json"})
-    events = sidecar.stream({"model": "local:m", "messages": [{"role": "user", "content": "hi"}]})
+    events = sidecar.stream({"model": "loopback:m", "messages": [{"role": "user", "content": "hi"}]})
     assert events[-1]["type"] == "error"
 
     expected_in = sum(mock_tokens(t) for t in prompts) + mock_tokens(system, question)
@@ -256,12 +256,12 @@ def test_streams_and_complete_chat_are_counted(sidecar: Sidecar, upstream: Upstr
     assert "avg_latency_ms" in total
 
     by_model = {g["key"]: g for g in usage_stats(sidecar, group_by="model")["groups"]}
-    assert set(by_model) == {"mock:echo", "local:m"}
+    assert set(by_model) == {"mock:echo", "loopback:m"}
     assert (by_model["mock:echo"]["requests"], by_model["mock:echo"]["errors"]) == (4, 0)
-    assert (by_model["local:m"]["requests"], by_model["local:m"]["errors"]) == (1, 1)
-    assert "avg_ttft_ms" in by_model["mock:echo"] and "avg_ttft_ms" not in by_model["local:m"]
+    assert (by_model["loopback:m"]["requests"], by_model["loopback:m"]["errors"]) == (1, 1)
+    assert "avg_ttft_ms" in by_model["mock:echo"] and "avg_ttft_ms" not in by_model["loopback:m"]
     by_provider = {g["key"]: g["requests"] for g in usage_stats(sidecar, group_by="provider")["groups"]}
-    assert by_provider == {"local": 1, "mock": 4}
+    assert by_provider == {"loopback": 1, "mock": 4}
 
     days = usage_stats(sidecar, group_by="day")["groups"]
     today = datetime.now(UTC).date()

@@ -132,7 +132,7 @@ def test_without_a_tokenizer_the_count_is_estimated_from_the_text(sidecar: Sidec
     answer = "The quick brown fox jumps over the lazy dog. " * 4  # 180 characters
     upstream.replies["plain"] = Reply(chunks=sse([chunk(answer), chunk(finish="stop")]))
     register_upstream(sidecar, upstream)
-    events = sidecar.stream({"model": "local:plain", "messages": MESSAGES})
+    events = sidecar.stream({"model": "loopback:plain", "messages": MESSAGES})
     usage = done_of(events)["usage"]
     assert usage["estimated"] is True
     # English runs at 3-5 characters a token in every common tokenizer: 36-60 tokens for 180 characters
@@ -141,7 +141,7 @@ def test_without_a_tokenizer_the_count_is_estimated_from_the_text(sidecar: Sidec
     assert 12 <= usage["input_tokens"] <= 40, usage
     asked = [s.path for s in upstream.tokenizer_seen]
     assert asked == ["/tokenize", "/extras/tokenize"]  # both refused (404): no tokenizer
-    sidecar.stream({"model": "local:plain", "messages": MESSAGES})
+    sidecar.stream({"model": "loopback:plain", "messages": MESSAGES})
     assert [s.path for s in upstream.tokenizer_seen] == asked  # not asked again
     total = sidecar.call("get_usage_stats", {})["total"]
     assert total["estimated_requests"] == 2
@@ -169,7 +169,7 @@ def test_reported_usage_is_passed_on_unchanged_and_not_marked(sidecar: Sidecar, 
     usage = {"prompt_tokens": 17, "completion_tokens": 2, "total_tokens": 19}
     upstream.replies["counted"] = Reply(chunks=sse([chunk("Hi"), chunk(finish="stop"), chunk(usage=usage)]))
     register_upstream(sidecar, upstream)
-    events = sidecar.stream({"model": "local:counted", "messages": MESSAGES})
+    events = sidecar.stream({"model": "loopback:counted", "messages": MESSAGES})
     assert done_of(events)["usage"] == {"input_tokens": 17, "output_tokens": 2}
     assert "estimated" not in usage_event(events)
     assert [s.path for s in upstream.seen] == ["/v1/chat/completions"] and upstream.tokenizer_seen == []
@@ -180,7 +180,7 @@ def test_reported_zeros_are_counted_like_no_usage(sidecar: Sidecar, upstream: Up
     zeros = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
     upstream.replies["zeros"] = Reply(chunks=sse([chunk("Hello there"), chunk(finish="stop"), chunk(usage=zeros)]))
     register_upstream(sidecar, upstream)
-    usage = done_of(sidecar.stream({"model": "local:zeros", "messages": MESSAGES}))["usage"]
+    usage = done_of(sidecar.stream({"model": "loopback:zeros", "messages": MESSAGES}))["usage"]
     assert usage["estimated"] is True and usage["input_tokens"] > 0 and usage["output_tokens"] > 0, usage
 
 
@@ -206,7 +206,7 @@ PRAGMA user_version = 1;"""
 
 def _outcome(estimated: bool) -> Outcome:
     usage = Usage(input_tokens=30, output_tokens=4, estimated=True) if estimated else Usage(30, 4)
-    return Outcome(kind="stream", provider="local", model="local:m", started_at=time.time(), latency_ms=1.0,
+    return Outcome(kind="stream", provider="loopback", model="loopback:m", started_at=time.time(), latency_ms=1.0,
                    ttft_ms=1.0, usage=usage, finish_reason="stop", error=None)
 
 
@@ -222,7 +222,7 @@ def test_a_database_of_the_first_schema_gains_the_flag_and_keeps_its_rows(tmp_pa
         store.record(_outcome(False))
         after = store.stats(UsageStatsParams(group_by="provider"))
         assert after.total.requests == 3 and after.total.estimated_requests == 1
-        assert {g.key: g.estimated_requests for g in after.groups} == {"openai": 0, "local": 1}
+        assert {g.key: g.estimated_requests for g in after.groups} == {"openai": 0, "loopback": 1}
     finally:
         store.close()
     db = sqlite3.connect(tmp_path / FILE_NAME)
@@ -338,7 +338,7 @@ def test_a_tool_loop_with_one_counted_step_sums_to_a_counted_total(sidecar: Side
     upstream.replies["/v1/chat/completions"] = Reply(chunks=next(replies))
     sid = "loop-usage"
     sidecar.call("llm_chat_loop_start", {
-        "model": "local:loop", "messages": [{"role": "user", "content": "What time is it?"}], "stream_id": sid,
+        "model": "loopback:loop", "messages": [{"role": "user", "content": "What time is it?"}], "stream_id": sid,
         "tools": [{"name": "clock", "parameters": {"type": "object", "properties": {}}}]})
     asked = sidecar.wait_for(lambda m: m.get("method") == f"llm-stream-{sid}"
                              and m["params"]["type"] in ("tool_calls_requested", "done", "error"))["params"]

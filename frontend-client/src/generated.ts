@@ -30,6 +30,8 @@ export type StreamEvent =
 export type ListProvidersResult = ProviderInfo[];
 export type ListAvailableModelsResult = ModelInfo[];
 export type DiscoverLocalProvidersResult = DiscoveredProvider[];
+export type ListLocalModelsResult = LocalModelInfo[];
+export type DiscoverLocalModelsResult = DiscoveredLocalModel[];
 export type GetActiveProviderResult = ActiveProvider | null;
 export type GetProviderHealthResult = ProviderHealth[];
 export type ListChatProvidersResult = ChatProviderInfo[];
@@ -258,9 +260,20 @@ export interface ProviderLimits {
 export interface DeletedResult {
   deleted: boolean;
 }
+export interface DiscoverLocalModelsParams {
+  dirs?: string[];
+}
 export interface DiscoverParams {
   timeout_ms?: number;
   ports?: number[];
+}
+export interface DiscoveredLocalModel {
+  path: string;
+  size_bytes: number;
+  source: "data_dir" | "dir" | "lmstudio" | "ollama";
+  architecture?: string;
+  name?: string;
+  context_length?: number;
 }
 export interface DiscoveredProvider {
   provider: string;
@@ -365,6 +378,29 @@ export interface ListModelsParams {
   provider?: string;
   refresh?: boolean;
 }
+export interface LocalModelIdParams {
+  id: string;
+}
+/**
+ * A registered local model, with what its file's header says.
+ */
+export interface LocalModelInfo {
+  id: string;
+  path: string;
+  embedding: boolean;
+  idle_unload_s: number;
+  n_ctx?: number;
+  n_threads?: number;
+  n_gpu_layers?: number;
+  chat_format?: string;
+  architecture?: string;
+  name?: string;
+  context_length?: number;
+  embedding_length?: number;
+  chat_template?: string;
+  size_bytes: number;
+  loaded: boolean;
+}
 export interface LoopIdParams {
   loop_id: string;
 }
@@ -401,7 +437,8 @@ export interface ModelInfo {
 export interface ProviderConfig {
   id: string;
   name: string;
-  protocol: "anthropic" | "claude-code" | "cohere" | "gemini" | "mock" | "ollama" | "openai";
+  protocol:
+    "anthropic" | "claude-code" | "cohere" | "gemini" | "llama-cpp" | "mock" | "ollama" | "openai";
   base_url: string;
   api_key_env?: string;
   requires_api_key?: boolean;
@@ -433,7 +470,8 @@ export interface ProviderIdParams {
 export interface ProviderInfo {
   id: string;
   name: string;
-  protocol: "anthropic" | "claude-code" | "cohere" | "gemini" | "mock" | "ollama" | "openai";
+  protocol:
+    "anthropic" | "claude-code" | "cohere" | "gemini" | "llama-cpp" | "mock" | "ollama" | "openai";
   base_url: string;
   is_custom: boolean;
   is_local: boolean;
@@ -456,7 +494,8 @@ export interface ProviderParams {
 export interface ProxyProvider {
   id: string;
   name: string;
-  protocol: "anthropic" | "claude-code" | "cohere" | "gemini" | "mock" | "ollama" | "openai";
+  protocol:
+    "anthropic" | "claude-code" | "cohere" | "gemini" | "llama-cpp" | "mock" | "ollama" | "openai";
   is_local: boolean;
   models: string[];
 }
@@ -490,6 +529,19 @@ export interface RedactedReasoningEvent {
   data: string;
   stream_id: string;
   seq: number;
+}
+/**
+ * A GGUF file the sidecar runs itself, as ``local:<id>``.
+ */
+export interface RegisterLocalModelParams {
+  id: string;
+  path: string;
+  n_ctx?: number;
+  n_threads?: number;
+  n_gpu_layers?: number;
+  chat_format?: string;
+  embedding?: boolean;
+  idle_unload_s?: number;
 }
 export interface RemovedResult {
   removed: boolean;
@@ -689,6 +741,9 @@ export interface TestConnectionResult {
   latency_ms: number;
   error?: ErrorInfo;
 }
+export interface UnloadedResult {
+  unloaded: boolean;
+}
 export interface UsageGroup {
   key: string;
   requests: number;
@@ -778,6 +833,26 @@ export interface SidecarMethods {
    * Find model servers running on this machine (Ollama, LM Studio, llama.cpp, vLLM, Jan).
    */
   discover_local_providers: { params: DiscoverParams; result: DiscoverLocalProvidersResult };
+  /**
+   * Register a GGUF file as local:<id> (its header is read, not its weights; persisted).
+   */
+  register_local_model: { params: RegisterLocalModelParams; result: LocalModelInfo };
+  /**
+   * The registered local models, and whether each is loaded.
+   */
+  list_local_models: { params: NoParams; result: ListLocalModelsResult };
+  /**
+   * Unload a local model now, freeing its memory (it loads again on its next request).
+   */
+  unload_local_model: { params: LocalModelIdParams; result: UnloadedResult };
+  /**
+   * Forget a local model (unloading it; the file stays).
+   */
+  unregister_local_model: { params: LocalModelIdParams; result: RemovedResult };
+  /**
+   * GGUF files on this machine: the data dir's models/, LM Studio's and Ollama's model folders.
+   */
+  discover_local_models: { params: DiscoverLocalModelsParams; result: DiscoverLocalModelsResult };
   /**
    * Choose the provider and model used when a request names none (persisted).
    */
@@ -877,6 +952,11 @@ export const SIDECAR_METHODS = {
   removeCustomProvider: { method: "llm_remove_custom_provider", params: "required" },
   configureProvider: { method: "configure_provider", params: "required" },
   discoverLocalProviders: { method: "discover_local_providers", params: "optional" },
+  registerLocalModel: { method: "register_local_model", params: "required" },
+  listLocalModels: { method: "list_local_models", params: "none" },
+  unloadLocalModel: { method: "unload_local_model", params: "required" },
+  unregisterLocalModel: { method: "unregister_local_model", params: "required" },
+  discoverLocalModels: { method: "discover_local_models", params: "optional" },
   setActiveProvider: { method: "set_active_provider", params: "required" },
   getActiveProvider: { method: "get_active_provider", params: "none" },
   testProviderConnection: { method: "test_provider_connection", params: "required" },
@@ -978,6 +1058,36 @@ export interface SidecarMethodFunctions<Options> {
    * Wire method `discover_local_providers`.
    */
   discoverLocalProviders(params?: DiscoverParams, options?: Options): Promise<DiscoverLocalProvidersResult>;
+  /**
+   * Register a GGUF file as local:<id> (its header is read, not its weights; persisted).
+   *
+   * Wire method `register_local_model`.
+   */
+  registerLocalModel(params: RegisterLocalModelParams, options?: Options): Promise<LocalModelInfo>;
+  /**
+   * The registered local models, and whether each is loaded.
+   *
+   * Wire method `list_local_models`.
+   */
+  listLocalModels(options?: Options): Promise<ListLocalModelsResult>;
+  /**
+   * Unload a local model now, freeing its memory (it loads again on its next request).
+   *
+   * Wire method `unload_local_model`.
+   */
+  unloadLocalModel(params: LocalModelIdParams, options?: Options): Promise<UnloadedResult>;
+  /**
+   * Forget a local model (unloading it; the file stays).
+   *
+   * Wire method `unregister_local_model`.
+   */
+  unregisterLocalModel(params: LocalModelIdParams, options?: Options): Promise<RemovedResult>;
+  /**
+   * GGUF files on this machine: the data dir's models/, LM Studio's and Ollama's model folders.
+   *
+   * Wire method `discover_local_models`.
+   */
+  discoverLocalModels(params?: DiscoverLocalModelsParams, options?: Options): Promise<DiscoverLocalModelsResult>;
   /**
    * Choose the provider and model used when a request names none (persisted).
    *

@@ -319,4 +319,16 @@ BUILTIN: tuple[Provider, ...] = (
         requires_api_key=False,
         is_local=True,
     ),
+    Provider(
+        id="local",
+        name="Local models (GGUF files run by the sidecar)",
+        protocol="llama-cpp",
+        transport="local",
+        base_url="local://models",
+        requires_api_key=False,
+        is_local=True,
+        # one model generates at a time: more requests wait in order (FIFO); configure_provider's limits
+        # may raise it (each model still runs one request at a time: its lock)
+        limits=ProviderLimits(max_concurrency=1),
+    ),
 )
