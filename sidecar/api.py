@@ -259,7 +259,9 @@ class Api:
     async def register_local_model(self, ctx: RequestContext, params: RegisterLocalModelParams) -> LocalModelInfo:
         import anyio
 
-        return await anyio.to_thread.run_sync(self.local.register, params)
+        info = await anyio.to_thread.run_sync(self.local.register, params)
+        self.engine.forget_models("local")  # llm_list_available_models lists it now
+        return info
 
     @rpc_method("The registered local models, and whether each is loaded.")
     async def list_local_models(self, ctx: RequestContext) -> list[LocalModelInfo]:
@@ -274,7 +276,9 @@ class Api:
     async def unregister_local_model(self, ctx: RequestContext, params: LocalModelIdParams) -> RemovedResult:
         import anyio
 
-        return RemovedResult(removed=await anyio.to_thread.run_sync(self.local.unregister, params.id))
+        removed = await anyio.to_thread.run_sync(self.local.unregister, params.id)
+        self.engine.forget_models("local")
+        return RemovedResult(removed=removed)
 
     @rpc_method("GGUF files on this machine: the data dir's models/, LM Studio's and Ollama's model folders.")
     async def discover_local_models(

@@ -123,6 +123,18 @@ def test_embeddings_mean_something_and_batched_equals_one_at_a_time(gguf: Path, 
     assert _cos(batched[0], batched[1]) > _cos(batched[0], batched[2])
 
 
+def test_registered_models_are_listed_with_the_providers_models(smol: Sidecar, gguf: Path) -> None:
+    models = smol.call("llm_list_available_models", {"provider": "local"})
+    smol_row = next(m for m in models if m["id"] == "local:smol")
+    assert smol_row["provider"] == "local" and smol_row["context_window"] > 0
+    smol.call("register_local_model", {"id": "smol-two", "path": str(gguf)})
+    try:  # listed at once, not after the model-list cache expires
+        assert "local:smol-two" in {m["id"] for m in smol.call("llm_list_available_models", {"provider": "local"})}
+    finally:
+        smol.call("unregister_local_model", {"id": "smol-two"})
+    assert "local:smol-two" not in {m["id"] for m in smol.call("llm_list_available_models", {"provider": "local"})}
+
+
 def test_llm_embed_on_a_registered_local_model(smol: Sidecar) -> None:
     """The bar: llm_embed on the model registered with embedding: true, through the real sidecar."""
     texts = ["The cat sat on the mat.", "A cat was sitting on the rug.", "Quarterly tax filings are due in April."]

@@ -10,7 +10,7 @@ from msgspec import UNSET
 
 from ..errors import SidecarError
 from ..protocols.base import LocalRequest, WireProtocol
-from ..providers import Provider
+from ..providers import Model, Provider
 from ..types import ImagePart, StreamTextParams, WarningEvent
 from .models import LocalModels
 
@@ -37,9 +37,15 @@ def local_protocol(models: LocalModels) -> WireProtocol:
                                          message="local models do not call tools here: the tools were not sent"))
         return LocalRequest(generate=partial(models.generate, model, params), warnings=warnings)
 
+    def registered() -> list[Model]:
+        return [Model(m.id, name=m.name if isinstance(m.name, str) else m.id,
+                      context_window=m.n_ctx if isinstance(m.n_ctx, int) else
+                      m.context_length if isinstance(m.context_length, int) else None)
+                for m in models.all()]
+
     return WireProtocol(
         name=NAME, framing="ndjson", encode_request=encode, new_decoder=_unused, map_http_error=_unused,
-        models_request=_unused, parse_models=_unused, transport="local", check=check,
+        models_request=_unused, parse_models=_unused, transport="local", check=check, list_models=registered,
     )
 
 

@@ -105,6 +105,8 @@ class WireProtocol:
     map_process_error: Callable[[int, bytes, str], SidecarError] | None = None
     """process transport: (exit status, the tail of stderr, provider id) -> the error, for a child that ended
     before the decoder saw the end of its answer"""
+    list_models: Callable[[], list[Model]] | None = None
+    """a protocol that speaks no HTTP: the models it knows without the network (the local models registered)"""
     check: Callable[[Provider], Awaitable[None]] | None = None
     """awaited once per request in engine.prepare, before anything else happens: may raise SidecarError
     (e.g. provider_not_installed) which becomes the RPC error; cache expensive checks yourself"""

@@ -74,9 +74,11 @@ class WireTransport:
         return Prepared(params, provider, model, api_key, protocol, request, list(request.warnings))
 
     async def models(self, provider: Provider, api_key: str | None, timeout: float) -> list[Model]:
-        """No list to fetch: the catalog's models are the list; the connection test is the protocol's check."""
+        """No list to fetch: the protocol's own list, if it has one (the catalog's models are merged in);
+        the connection test is the protocol's check."""
         await self.check(provider)
-        return []
+        protocol = self.protocol(provider)
+        return protocol.list_models() if protocol.list_models is not None else []
 
     async def aclose(self) -> None:
         pass
