@@ -27,8 +27,12 @@ import pytest
 from harness import ROOT, Reply, Sidecar, Upstream, check_stream_invariants, sidecar_env, sse, text_of
 from test_anthropic_e2e import delta, finish, frames, message_start, start, stop
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("nuitka") is None,
-                                reason="Nuitka is not installed (python3 -m pip install -e '.[build]')")
+pytestmark = [
+    pytest.mark.skipif(importlib.util.find_spec("nuitka") is None,
+                       reason="Nuitka is not installed (python3 -m pip install -e '.[build]')"),
+    # the first test also pays for the module's one build (several minutes on 2 cores, with llama.cpp)
+    pytest.mark.timeout(1800),
+]
 
 PROTOCOLS = ("openai", "anthropic", "gemini", "ollama", "cohere")
 WITH_LOCAL = importlib.util.find_spec("llama_cpp") is not None
