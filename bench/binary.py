@@ -24,9 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from readme import write_section
+
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "bench" / "README.md"
-BEGIN, END = "<!-- bench:binary:begin -->", "<!-- bench:binary:end -->"
 
 
 def time_to_ready(cmd: list[str], cache: Path, temp: Path, kill: bool = False) -> float:
@@ -140,7 +140,7 @@ def main() -> int:
     size_mb = args.binary.stat().st_size / 1e6
     table = "".join(f"| {name} | {m:.0f} ms | {m / source:.2f}x | {k} |\n" for name, m, k in rows)
     section = (
-        f"{BEGIN}\n## Binary start-up\n\n"
+        f"## Binary start-up\n\n"
         f"`python -m sidecar build-binary` ({args.binary.name}, {size_mb:.1f} MB): time from spawn to the "
         f"`sidecar-ready` line, median of {args.runs} spawns after one warm-up each, the subjects interleaved "
         f"on the same machine ({platform.machine()}, {os.cpu_count()} cores shared with other work, "
@@ -151,17 +151,11 @@ def main() -> int:
         f"afterwards only checks each file there against its CRC32, so a warm start costs about what the "
         f"source costs. PyInstaller's one-file bootloader unpacks into a new `$TMPDIR/_MEI*` folder at every "
         f"start (and leaves it there when SIGKILLed); its one-dir build is no single file. "
-        f"Rerun: `.venv/bin/python bench/binary.py --pyinstaller --write`.\n{END}"
+        f"Rerun: `.venv/bin/python bench/binary.py --pyinstaller --write`."
     )
     print(section)
     if args.write:
-        text = README.read_text(encoding="utf-8")
-        if BEGIN in text and END in text:
-            head, rest = text.split(BEGIN, 1)
-            text = head + section + rest.split(END, 1)[1]
-        else:
-            text = text.rstrip("\n") + "\n\n" + section + "\n"
-        README.write_text(text, encoding="utf-8")
+        write_section("binary", section)
     return 0
 
 

@@ -38,10 +38,9 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-README = BENCH / "README.md"
-BEGIN, END = "<!-- bench:first-token:begin -->", "<!-- bench:first-token:end -->"
 
 sys.path.insert(0, str(BENCH))
+from readme import write_section  # noqa: E402
 from report import Upstream, direct_ttft, p90, sidecar_ttft, start_sidecar  # noqa: E402
 from run import Child, child_env, machine, use_project_venv  # noqa: E402
 
@@ -259,12 +258,7 @@ def report(figures: dict[str, list[float]], rounds: int, seconds: float, load: t
 
 
 def write_readme(section: str) -> None:
-    text = README.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{README} has no {BEGIN} ... {END} markers")
-    head, _, tail = text.partition(BEGIN)
-    _, _, tail = tail.partition(END)
-    README.write_text(f"{head}{BEGIN}\n{section}\n{END}{tail}")
+    write_section("first-token", section)
 
 
 def main() -> None:

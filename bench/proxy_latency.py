@@ -27,9 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from readme import write_section
+
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "bench" / "README.md"
-BEGIN, END = "<!-- bench:proxy:begin -->", "<!-- bench:proxy:end -->"
 BAR_MS = 2.0
 
 
@@ -139,7 +139,7 @@ def main() -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     where = "this checkout" if args.root.resolve() == ROOT else f"`{args.root}`"
     section = (
-        f"{BEGIN}\n## Proxy latency: kept-alive against fresh connections\n\n"
+        f"## Proxy latency: kept-alive against fresh connections\n\n"
         f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: `bench/proxy_latency.py` on {where}, "
         f"{args.requests} non-streamed `mock:echo` requests of each kind, interleaved, after 10 of each as "
         f"warm-up; 1-minute load average {load:.2f}; {platform.machine()}, {os.cpu_count()} cores, "
@@ -148,17 +148,11 @@ def main() -> int:
         f"| fresh (new TCP connection per request) | {fresh:.2f} ms | {p90(fresh_ms):.2f} ms |\n"
         f"| kept alive (one connection for all) | {keep:.2f} ms | {p90(kept_ms):.2f} ms |\n\n"
         f"Kept-alive minus fresh, medians: **{diff:+.2f} ms** ({verdict} the bar: within {BAR_MS:g} ms). "
-        f"Rerun: `.venv/bin/python bench/proxy_latency.py --write`; `--root DIR` measures another checkout.\n{END}"
+        f"Rerun: `.venv/bin/python bench/proxy_latency.py --write`; `--root DIR` measures another checkout."
     )
     print(section)
     if args.write:
-        text = README.read_text(encoding="utf-8")
-        if BEGIN in text and END in text:
-            head, rest = text.split(BEGIN, 1)
-            text = head + section + rest.split(END, 1)[1]
-        else:
-            text = text.rstrip("\n") + "\n\n" + section + "\n"
-        README.write_text(text, encoding="utf-8")
+        write_section("proxy", section)
     return 0
 
 

@@ -37,7 +37,6 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 README = BENCH / "README.md"
 PLOT = BENCH / "cost_per_chunk.png"
-BEGIN, END = "<!-- bench:report:begin -->", "<!-- bench:report:end -->"
 HEADING = "## Report: protocols, SDKs, first token, concurrency, memory"
 METHOD = """`.venv/bin/python bench/report.py [--quick] [--write]` (full run about 2 minutes, `--quick` about 35 s;
 `--write` replaces the figures below and `bench/cost_per_chunk.png`; the plot needs the `bench` extra,
@@ -56,6 +55,7 @@ BASE_PATH = {"openai": "/v1", "gemini": "/v1beta"}
 CONCURRENT = 100
 
 sys.path.insert(0, str(BENCH))
+from readme import write_section  # noqa: E402
 from run import Child, child_env, machine, use_project_venv  # noqa: E402
 
 
@@ -541,12 +541,7 @@ def write_png_bars(path: Path, values: list[float]) -> None:
 
 
 def write_readme(section: str) -> None:
-    text = README.read_text()
-    if BEGIN not in text or END not in text:
-        text = text.rstrip("\n") + f"\n\n{HEADING}\n\n{METHOD}\n\n{BEGIN}\n{END}\n"
-    head, _, tail = text.partition(BEGIN)
-    _, _, tail = tail.partition(END)
-    README.write_text(f"{head}{BEGIN}\n{section}\n{END}{tail}")
+    write_section("report", section, f"{HEADING}\n\n{METHOD}")
 
 
 def main() -> None:

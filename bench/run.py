@@ -35,11 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from readme import write_section
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 VENV = ROOT / ".venv"
 README = BENCH / "README.md"
-BEGIN, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
 
 STARTUP_BAR = 1.5
 RELAY_BAR, RELAY_GOAL = 2.0, 1.3
@@ -587,12 +588,7 @@ def report(startup: dict[str, list[float]], relay: RelayFigures, args: argparse.
 
 
 def write_readme(section: str) -> None:
-    text = README.read_text() if README.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
-    if BEGIN not in text or END not in text:
-        text = text.rstrip("\n") + f"\n\n{BEGIN}\n{END}\n"
-    head, _, tail = text.partition(BEGIN)
-    _, _, tail = tail.partition(END)
-    README.write_text(f"{head}{BEGIN}\n{section}\n{END}{tail}")
+    write_section("results", section)
 
 
 def main() -> None:
