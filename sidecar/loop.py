@@ -266,6 +266,8 @@ def _add_usage(total: Usage, step: Usage) -> None:
             setattr(total, name, (before if isinstance(before, int) else 0) + value)
     if step.estimated is True:  # one counted step makes the sum a count too
         total.estimated = True
+    if isinstance(step.cost_usd, float | int):  # the provider's own costs add up (Claude Code reports them)
+        total.cost_usd = (total.cost_usd if isinstance(total.cost_usd, float | int) else 0.0) + step.cost_usd
 
 
 def _tool_call_ids(messages: list[Message]) -> set[str]:

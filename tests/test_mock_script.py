@@ -256,6 +256,20 @@ def test_a_two_step_tool_loop_runs_offline(sidecar: Sidecar) -> None:
     ]
 
 
+def test_a_loops_usage_adds_up_the_costs_its_steps_report(sidecar: Sidecar) -> None:
+    steps = [{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}],
+              "usage": {"input_tokens": 10, "output_tokens": 2, "cost_usd": 0.0125}},
+             {"text": "Snow.", "usage": {"input_tokens": 20, "output_tokens": 3, "cost_usd": 0.0250}}]
+    started = sidecar.call("llm_chat_loop_start", req(steps, tools=TOOLS))
+    loop_id, sid = started["loop_id"], started["stream_id"]
+    sidecar.wait_for(lambda m: m.get("method") == f"llm-stream-{sid}" and m["params"]["type"] == "tool_calls_requested")
+    sidecar.call("llm_submit_tool_results", {"loop_id": loop_id, "results": [
+        {"tool_call_id": "mock_0_0", "content": "snow"}]})
+    done = sidecar.wait_stream_end(sid)[-1]
+    assert done["usage"]["input_tokens"] == 30 and done["usage"]["output_tokens"] == 5
+    assert done["usage"]["cost_usd"] == pytest.approx(0.0375)
+
+
 def test_a_loop_ends_when_its_script_does(sidecar: Sidecar) -> None:
     calls_only = [{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}]}]
     started = sidecar.call("llm_chat_loop_start", req(calls_only, tools=TOOLS))
