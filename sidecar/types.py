@@ -261,6 +261,8 @@ class CompleteChatResult(Wire):
     finish_reason: FinishReason
     usage: Usage
     model: str
+    provider_metadata: dict[str, Any] | UnsetType = UNSET
+    """as in the stream's ``done`` event (e.g. claude-code's ``session_id``, to resume the session)"""
 
 
 # --- embeddings (llm_embed) ----------------------------------------------------------------

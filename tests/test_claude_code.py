@@ -196,6 +196,13 @@ def test_a_resumed_session_sends_only_the_new_turn(sidecar: Sidecar, fake: FakeM
             for m in msgs if m["role"] == "assistant"] == ["".join(REPLY)]
 
 
+def test_complete_chat_returns_the_session_to_resume(sidecar: Sidecar, fake: FakeMessagesApi) -> None:
+    result = sidecar.call("complete_chat", {"model": "claude-code:sonnet", "messages": [
+        {"role": "user", "content": "one answer [[complete-1]]"}]}, timeout=60)
+    assert result["content"] == "".join(REPLY)
+    assert UUID.match(result["provider_metadata"]["session_id"])
+
+
 def test_a_long_history_is_rendered_as_a_transcript(sidecar: Sidecar, fake: FakeMessagesApi) -> None:
     history: list[dict[str, Any]] = []
     for i in range(40):

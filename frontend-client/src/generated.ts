@@ -213,6 +213,9 @@ export interface CompleteChatResult {
   finish_reason: "content_filter" | "length" | "max_steps" | "other" | "stop" | "tool_calls";
   usage: Usage;
   model: string;
+  provider_metadata?: {
+    [k: string]: unknown;
+  };
 }
 export interface Usage {
   input_tokens: number;

@@ -55,5 +55,6 @@ class Collector:
             parts.append(TextPart(text=content))
         parts += [p for p in self.parts if isinstance(p, ToolCallPart)]
         return CompleteChatResult(
-            content=content, parts=parts, finish_reason=done.finish_reason, usage=done.usage, model=done.model
+            content=content, parts=parts, finish_reason=done.finish_reason, usage=done.usage, model=done.model,
+            provider_metadata=done.provider_metadata,
         )
