@@ -248,6 +248,7 @@ export interface ConfigureProviderParams {
     [k: string]: unknown;
   } | null;
   limits?: ProviderLimits | null;
+  protocol?: ("openai" | "openai-responses") | null;
 }
 /**
  * Per-provider defaults for resilience; a request's own ``timeouts``/``retry`` win over them.
@@ -436,12 +437,21 @@ export interface ModelInfo {
   output_price?: number;
   cached_input_price?: number;
   supports_embedding?: boolean;
+  api?: "chat" | "responses";
 }
 export interface ProviderConfig {
   id: string;
   name: string;
   protocol:
-    "anthropic" | "claude-code" | "cohere" | "gemini" | "llama-cpp" | "mock" | "ollama" | "openai";
+    | "anthropic"
+    | "claude-code"
+    | "cohere"
+    | "gemini"
+    | "llama-cpp"
+    | "mock"
+    | "ollama"
+    | "openai"
+    | "openai-responses";
   base_url: string;
   api_key_env?: string;
   requires_api_key?: boolean;
@@ -474,7 +484,15 @@ export interface ProviderInfo {
   id: string;
   name: string;
   protocol:
-    "anthropic" | "claude-code" | "cohere" | "gemini" | "llama-cpp" | "mock" | "ollama" | "openai";
+    | "anthropic"
+    | "claude-code"
+    | "cohere"
+    | "gemini"
+    | "llama-cpp"
+    | "mock"
+    | "ollama"
+    | "openai"
+    | "openai-responses";
   base_url: string;
   is_custom: boolean;
   is_local: boolean;
@@ -498,7 +516,15 @@ export interface ProxyProvider {
   id: string;
   name: string;
   protocol:
-    "anthropic" | "claude-code" | "cohere" | "gemini" | "llama-cpp" | "mock" | "ollama" | "openai";
+    | "anthropic"
+    | "claude-code"
+    | "cohere"
+    | "gemini"
+    | "llama-cpp"
+    | "mock"
+    | "ollama"
+    | "openai"
+    | "openai-responses";
   is_local: boolean;
   models: string[];
 }
