@@ -306,3 +306,37 @@ def test_usage_and_cost_are_recorded(sidecar: Sidecar, upstream: Upstream) -> No
         == (3727, 347, 128, 3200)
     # o1-pro's list price: 150 USD per 1M input tokens (no cached price: cached input at the input price), 600 output
     assert group["cost_usd"] == pytest.approx((3727 * 150 + 347 * 600) / 1_000_000)
+
+
+# --- the proxy ----------------------------------------------------------------------------------------------------
+
+
+def test_the_proxy_translates_chat_completions_for_a_responses_only_model(sidecar: Sidecar,
+                                                                        upstream: Upstream) -> None:
+    import openai
+
+    upstream.replies["codex-mini-latest"] = Reply(chunks=body_of("openai-responses/function-call.sse"))
+    proxy = sidecar.call("start_llm_proxy", {})
+    client = openai.OpenAI(base_url=proxy["url"], api_key=proxy["token"], max_retries=0, timeout=15)
+    tools: Any = [{"type": "function", "function": {
+        "name": "get_capital", "parameters": {"type": "object", "properties": {"country": {"type": "string"}}}}}]
+    chunks = list(client.chat.completions.create(
+        model="openai:codex-mini-latest", stream=True, tools=tools,
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"}]))
+    (seen,) = seen_for(upstream, "codex-mini-latest")
+    assert seen.path == "/v1/responses"
+    assert seen.body["input"] == [{"role": "system", "content": "Be brief."},
+                                  {"role": "user", "content": [{"type": "input_text", "text": "Capital of France?"}]}]
+    assert seen.body["tools"] == [{"type": "function", "name": "get_capital", "strict": False, "parameters": {
+        "type": "object", "properties": {"country": {"type": "string"}}}}]
+    calls: dict[int, dict[str, str]] = {}
+    for c in chunks:
+        for tc in (c.choices[0].delta.tool_calls or []) if c.choices else []:
+            call = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
+            call["id"] += tc.id or ""
+            call["name"] += (tc.function.name or "") if tc.function else ""
+            call["arguments"] += (tc.function.arguments or "") if tc.function else ""
+    assert list(calls.values()) == [{"id": "call_kL0PCQV7M2WMoVX8V8OtYSAL", "name": "get_capital",
+                                     "arguments": '{"country":"France"}'}]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
+    sidecar.call("stop_llm_proxy", {})
