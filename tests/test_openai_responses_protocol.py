@@ -483,3 +483,25 @@ def test_encode_body_leaves_out_instructions_without_a_system_prompt() -> None:
     body = encode_body(StreamTextParams(messages=[UserMessage(content="hi")]), OPENAI, "gpt-5-pro")
     assert "instructions" not in body
     assert body["input"] == [{"role": "user", "content": [{"type": "input_text", "text": "hi"}]}]
+
+
+# --- routing (pure) ---------------------------------------------------------------------------------------------
+
+
+def test_routing_by_catalog_and_by_request() -> None:
+    from sidecar.providers.routing import route
+
+    plain = StreamTextParams(messages=[UserMessage(content="hi")])
+    assert route(plain, OPENAI, "gpt-5-pro").protocol == "openai-responses"  # the catalog's api
+    assert route(plain, OPENAI, "gpt-4.1").protocol == "openai"
+    asked = msgspec.structs.replace(plain, provider_options={"api": "responses"})
+    assert route(asked, OPENAI, "gpt-4.1").protocol == "openai-responses"
+    chat = msgspec.structs.replace(plain, provider_options={"api": "chat"})
+    assert route(chat, OPENAI, "gpt-5-pro").protocol == "openai"
+    custom = Provider(id="r", name="R", protocol="openai-responses", base_url="http://127.0.0.1:1/v1")
+    assert route(chat, custom, "m").protocol == "openai" and route(plain, custom, "m") is custom
+    gemini = Provider(id="g", name="G", protocol="gemini", base_url="http://127.0.0.1:1")
+    assert route(asked, gemini, "m") is gemini  # means nothing elsewhere (a fallback keeps the options)
+    with pytest.raises(SidecarError) as exc:
+        route(msgspec.structs.replace(plain, provider_options={"api": 1}), gemini, "m")
+    assert exc.value.info.code == "invalid_request"
