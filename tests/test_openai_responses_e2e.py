@@ -35,7 +35,8 @@ def sidecar(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Ite
     whose protocol is ``openai-responses``."""
     sc = Sidecar(tmp_path_factory.mktemp("data"), "--base-url", f"openai={upstream.base_url}",
                  "--base-url", f"openrouter=http://127.0.0.1:{upstream.port}/api/v1",
-                 env={"OPENAI_API_KEY": KEY, "OPENROUTER_API_KEY": KEY})
+                 "--base-url", f"azure-openai=http://127.0.0.1:{upstream.port}/openai",
+                 env={"OPENAI_API_KEY": KEY, "OPENROUTER_API_KEY": KEY, "AZURE_OPENAI_API_KEY": KEY})
     sc.wait_for(lambda m: m.get("method") == "sidecar-ready")
     sc.call("llm_register_custom_provider", {"id": "resp", "name": "R", "protocol": "openai-responses",
                                              "base_url": upstream.base_url, "requires_api_key": False})
@@ -257,6 +258,29 @@ def test_configure_provider_chooses_the_responses_protocol(sidecar: Sidecar, ups
         back = sidecar.call("configure_provider", {"id": "openrouter", "protocol": None})
         assert back["protocol"] == "openai"
     refused = sidecar.request("configure_provider", {"id": "anthropic", "protocol": "openai-responses"})
+    assert refused["error"]["data"]["code"] == "invalid_request"
+
+
+def test_azure_serves_responses_at_its_v1_path(sidecar: Sidecar, upstream: Upstream) -> None:
+    deployment = unique("my-gpt5")
+    upstream.replies[deployment] = Reply(chunks=body_of("openai-responses/text-event-lines.sse"))
+    events = stream(sidecar, f"azure-openai:{deployment}", provider_options={"api": "responses"})
+    (seen,) = seen_for(upstream, deployment)
+    assert seen.path == "/openai/v1/responses"  # the deployment goes as the model, no api-version
+    assert seen.headers["api-key"] == KEY and "authorization" not in seen.headers
+    assert text_of(events) == "The capital of France is Paris."
+
+
+def test_a_custom_openai_provider_switches_protocol(sidecar: Sidecar, upstream: Upstream) -> None:
+    sidecar.call("llm_register_custom_provider", {"id": "oaichat", "name": "C", "protocol": "openai",
+                                                  "base_url": upstream.base_url, "requires_api_key": False})
+    info = sidecar.call("configure_provider", {"id": "oaichat", "protocol": "openai-responses"})
+    assert info["protocol"] == "openai-responses"
+    model = unique("switched")
+    upstream.replies[model] = Reply(chunks=body_of("openai-responses/text-event-lines.sse"))
+    stream(sidecar, f"oaichat:{model}")
+    assert [s.path for s in seen_for(upstream, model)] == ["/v1/responses"]
+    refused = sidecar.request("configure_provider", {"id": "oaichat", "protocol": None})
     assert refused["error"]["data"]["code"] == "invalid_request"
 
 

@@ -855,7 +855,7 @@ export interface SidecarMethods {
    */
   llm_remove_custom_provider: { params: ProviderIdParams; result: RemovedResult };
   /**
-   * Override a provider's base_url, headers, api_key_env or extra_body (persisted; null resets a field).
+   * Override a provider's base_url, headers, api_key_env, extra_body, limits or (OpenAI-style) protocol (persisted; null resets a field).
    */
   configure_provider: { params: ConfigureProviderParams; result: ProviderInfo };
   /**
@@ -1076,7 +1076,7 @@ export interface SidecarMethodFunctions<Options> {
    */
   removeCustomProvider(params: ProviderIdParams, options?: Options): Promise<RemovedResult>;
   /**
-   * Override a provider's base_url, headers, api_key_env or extra_body (persisted; null resets a field).
+   * Override a provider's base_url, headers, api_key_env, extra_body, limits or (OpenAI-style) protocol (persisted; null resets a field).
    *
    * Wire method `configure_provider`.
    */
