@@ -19,7 +19,7 @@ from msgspec import UnsetType
 
 from .errors import SidecarError
 from .providers import Provider
-from .types import RetryOptions, StreamTextParams, Timeouts
+from .types import EmbedParams, Priority, RetryOptions, StreamTextParams, Timeouts
 
 CONNECT_S = 15.0
 FIRST_BYTE_S = 300.0
@@ -70,6 +70,11 @@ def policy_for(params: StreamTextParams, provider: Provider) -> Policy:
         max_retries=MAX_RETRIES if retries is None else max(0, retries),
         max_wait_ms=MAX_WAIT_MS if wait_ms is None else max(0, wait_ms),
     )
+
+
+def priority_of(params: StreamTextParams | EmbedParams) -> Priority:
+    """The request's class in the provider's queues (sidecar/health.py); interactive unless it says otherwise."""
+    return "background" if params.priority == "background" else "interactive"
 
 
 def backoff_ms(retry: int, retry_after_ms: int | None) -> int:
