@@ -298,7 +298,8 @@ class Health:
                     with w.pacing:  # cancelled when someone else becomes the head or the rate changes
                         await self._sleep((1 - st.tokens) * 60 / st.rpm)
                 finally:
-                    st.pacer = None
+                    if st.pacer is w:  # a new head may have started pacing before we got here
+                        st.pacer = None
                     w.pacing = anyio.CancelScope()
         finally:
             st.token_queue.remove(w)

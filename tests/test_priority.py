@@ -211,19 +211,29 @@ async def test_token_bucket_cancelled_interactive_hands_the_pacing_back() -> Non
 
 
 @pytest.mark.anyio
-async def test_a_changed_rate_takes_effect_for_requests_already_waiting() -> None:
+@pytest.mark.parametrize("took_over", [False, True])
+async def test_a_changed_rate_takes_effect_for_requests_already_waiting(took_over: bool) -> None:
+    """``took_over``: an interactive request became the head while a background one was pacing."""
     clock = ManualTime()
     health = Health(clock=clock, sleep=clock.sleep)
+    slow, fast = provider(requests_per_minute=1), provider(requests_per_minute=60)
     async with anyio.create_task_group() as tg:
         r = Requests(health, tg)
-        await r.start("first", provider(requests_per_minute=1), "interactive")
-        await r.start("bg0", provider(requests_per_minute=1), "background")  # would wait 60 s at this rate
-        await r.start("bg1", provider(requests_per_minute=60), "background")  # configure_provider raised it
+        await r.start("first", slow, "interactive")
+        await r.start("bg0", slow, "background")  # would wait 60 s at this rate
+        if took_over:
+            await r.start("int", slow, "interactive")
+        await r.start("bg1", fast, "background")  # configure_provider raised the rate
         clock.advance(1)
         await anyio.wait_all_tasks_blocked()
-        assert r.order == ["first", "bg0"], "the waiting one was paced at the new rate"
+        first_paced = "int" if took_over else "bg0"
+        assert r.order == ["first", first_paced], "the waiting one was paced at the new rate"
         clock.advance(1)
-    assert r.order == ["first", "bg0", "bg1"]
+        await anyio.wait_all_tasks_blocked()
+        if took_over:
+            assert r.order == ["first", "int", "bg0"]
+            clock.advance(1)
+    assert r.order[-1] == "bg1"
 
 
 # --- through the process ------------------------------------------------------------------------------------
@@ -268,8 +278,14 @@ class Loopback:
         self.id = f"prio{uuid.uuid4().hex[:8]}"
         self.fast = f"fast-{self.id}"
         self.slow = f"slow-{self.id}"
+        self.embed = f"embed-{self.id}"
+        self.loop = f"loop-{self.id}"
         upstream.replies[self.fast] = text_reply()
         upstream.replies[self.slow] = SLOW
+        upstream.replies[self.embed] = Reply(chunks=[json.dumps({
+            "object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.5, 0.25]}],
+            "model": self.embed, "usage": {"prompt_tokens": 1, "total_tokens": 1}}).encode()],
+            headers={"content-type": "application/json"})
         sc.call("llm_register_custom_provider", {"id": self.id, "name": self.id, "protocol": "openai",
                                                  "base_url": upstream.base_url, "requires_api_key": False})
         sc.call("configure_provider", {"id": self.id, "limits": {"retry": {"max_retries": 0}, **limits}})
@@ -289,12 +305,13 @@ class Loopback:
         self.sc.call("llm_stream_text", {**self.params(tag, priority, slow=slow), "stream_id": self.sid(tag)})
 
     def arrivals(self) -> list[str]:
-        """The tags of the requests the upstream received, in the order they came in."""
+        """The tags of the requests the upstream received, in the order they came in: the first message's
+        text (the same for every step of a tool loop), or the first text to embed."""
         out = []
         for s in list(self.upstream.seen):
-            if isinstance(s.body, dict) and s.body.get("model") in (self.fast, self.slow):
-                content = s.body["messages"][-1]["content"]
-                out.append(content if isinstance(content, str) else json.dumps(content))
+            if not isinstance(s.body, dict) or s.body.get("model") not in (self.fast, self.slow, self.embed, self.loop):
+                continue
+            out.append(s.body["input"][0] if s.body["model"] == self.embed else s.body["messages"][0]["content"])
         return out
 
     def wait_arrived(self, n: int) -> None:
@@ -373,3 +390,112 @@ def test_an_unknown_priority_is_refused(sc: Sidecar, upstream: Upstream) -> None
     resp = sc.request("llm_embed", {"model": f"{lb.id}:e", "input": ["x"], "priority": "low"})
     assert resp["error"]["code"] == -32602 and "priority" in resp["error"]["message"], resp
     assert lb.arrivals() == []
+
+
+def test_token_bucket_serves_the_interactive_request_first(sc: Sidecar, upstream: Upstream) -> None:
+    lb = Loopback(sc, upstream, requests_per_minute=1)  # a burst of one, then one a minute
+    lb.stream("first")
+    finished(sc, lb.sid("first"))
+    for i in range(5):
+        lb.stream(f"bg{i}", "background")
+        lb.wait_queued(0, i + 1)
+    lb.stream("int", "interactive")
+    h = lb.wait_queued(1, 5)
+    assert h["in_flight"] == 0, "waiting for a token is not being in flight"
+    # Two a second from now on; the new rate applies from the next request on, to those waiting too.
+    sc.call("configure_provider", {"id": lb.id, "limits": {"retry": {"max_retries": 0}, "requests_per_minute": 120}})
+    lb.stream("last", "background")
+    for tag in ["int", "last"] + [f"bg{i}" for i in range(5)]:
+        finished(sc, lb.sid(tag))
+    assert lb.arrivals() == ["first", "int", "bg0", "bg1", "bg2", "bg3", "bg4", "last"]
+
+
+def test_the_proxy_maps_x_priority_background(sc: Sidecar, upstream: Upstream) -> None:
+    lb = Loopback(sc, upstream, max_concurrency=1)
+    proxy = sc.call("start_llm_proxy", {})
+    answers: dict[str, httpx.Response] = {}
+
+    def post(tag: str, path: str, body: dict[str, Any], priority: str | None) -> None:
+        headers = {"authorization": f"Bearer {proxy['token']}"}
+        if priority is not None:
+            headers["x-priority"] = priority
+        answers[tag] = httpx.post(f"{proxy['url']}/{path}", headers=headers, json=body, timeout=30)
+
+    def chat(tag: str) -> dict[str, Any]:
+        return {"model": f"{lb.id}:{lb.fast}", "messages": [{"role": "user", "content": tag}]}
+
+    threads: list[threading.Thread] = []
+    lb.stream("slow", slow=True)
+    lb.wait_arrived(1)
+    for tag, path, body, priority, waiting in [
+        ("bg-chat", "chat/completions", chat("bg-chat"), "BackGround", (0, 1)),
+        ("bg-embed", "embeddings", {"model": f"{lb.id}:{lb.embed}", "input": "bg-embed"}, "background", (0, 2)),
+        ("urgent", "chat/completions", chat("urgent"), "urgent", (1, 2)),  # any other value: interactive
+        ("plain", "chat/completions", chat("plain"), None, (2, 2)),
+    ]:
+        threads.append(threading.Thread(target=post, args=(tag, path, body, priority)))
+        threads[-1].start()
+        lb.wait_queued(*waiting)
+    sc.call("llm_abort_stream", {"stream_id": lb.sid("slow")})
+    for t in threads:
+        t.join(30)
+    assert {tag: r.status_code for tag, r in answers.items()} == dict.fromkeys(
+        ["bg-chat", "bg-embed", "urgent", "plain"], 200), {tag: r.text for tag, r in answers.items()}
+    assert answers["bg-chat"].json()["choices"][0]["message"]["content"] == "ok"
+    assert answers["bg-embed"].json()["data"][0]["embedding"] == [0.5, 0.25]
+    assert lb.arrivals() == ["slow", "urgent", "plain", "bg-chat", "bg-embed"]
+
+
+def test_llm_embed_background_waits_behind_an_interactive_stream(sc: Sidecar, upstream: Upstream) -> None:
+    lb = Loopback(sc, upstream, max_concurrency=1)
+    lb.stream("slow", slow=True)
+    lb.wait_arrived(1)
+    rid = f"embed-{lb.id}"
+    sc.send({"jsonrpc": "2.0", "id": rid, "method": "llm_embed",
+             "params": {"model": f"{lb.id}:{lb.embed}", "input": ["bg-embed"], "priority": "background"}})
+    lb.wait_queued(0, 1)
+    lb.stream("int")
+    lb.wait_queued(1, 1)
+    sc.call("llm_abort_stream", {"stream_id": lb.sid("slow")})
+    assert sc.wait_for(lambda m: m.get("id") == rid)["result"]["embeddings"] == [[0.5, 0.25]]
+    finished(sc, lb.sid("int"))
+    assert lb.arrivals() == ["slow", "int", "bg-embed"]
+
+
+def test_the_tool_loop_queues_each_step_with_its_priority(sc: Sidecar, upstream: Upstream) -> None:
+    lb = Loopback(sc, upstream, max_concurrency=1)
+    upstream.replies[lb.loop] = Reply(chunks=sse([
+        chunk({"role": "assistant", "content": None}),
+        chunk({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                               "function": {"name": "get_time", "arguments": "{}"}}]}),
+        chunk({}, "tool_calls")]))
+    sid = lb.sid("loop")
+
+    # step 1 waits behind an interactive request that came later
+    lb.stream("slow", slow=True)
+    lb.wait_arrived(1)
+    started = sc.call("llm_chat_loop_start", {
+        "model": f"{lb.id}:{lb.loop}", "messages": [{"role": "user", "content": "loop"}], "stream_id": sid,
+        "tools": [{"name": "get_time", "parameters": {"type": "object", "properties": {}}}],
+        "priority": "background"})
+    lb.wait_queued(0, 1)
+    lb.stream("int1")
+    lb.wait_queued(1, 1)
+    sc.call("llm_abort_stream", {"stream_id": lb.sid("slow")})
+    sc.wait_for(lambda m: m.get("method") == f"llm-stream-{sid}" and m["params"]["type"] == "tool_calls_requested")
+    finished(sc, lb.sid("int1"))
+    assert lb.arrivals() == ["slow", "int1", "loop"]
+
+    # and so does step 2
+    upstream.replies[lb.loop] = text_reply("it is noon")
+    lb.stream("slow2", slow=True)
+    lb.wait_arrived(4)
+    sc.call("llm_submit_tool_results", {"loop_id": started["loop_id"], "results": [
+        {"tool_call_id": "call_1", "content": "12:00"}]})
+    lb.wait_queued(0, 1)
+    lb.stream("int2")
+    lb.wait_queued(1, 1)
+    sc.call("llm_abort_stream", {"stream_id": lb.sid("slow2")})
+    assert text_of(finished(sc, sid)) == "it is noon"
+    finished(sc, lb.sid("int2"))
+    assert lb.arrivals() == ["slow", "int1", "loop", "slow2", "int2", "loop"]
