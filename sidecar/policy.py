@@ -1,4 +1,5 @@
-"""Timeouts and retries for one request: the request's own settings, then the provider's, then defaults.
+"""Timeouts, retries and the priority class of one request: the request's own settings, then the
+provider's, then defaults.
 
 Pure functions; the engine applies them. Defaults suit long reasoning models, which may think for
 minutes before their first byte, while a stream that has started and then stalls is cut off sooner.
