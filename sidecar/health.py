@@ -57,10 +57,6 @@ class CircuitOpen(SidecarError):
     local = True
 
 
-CLASSES: tuple[Priority, ...] = ("interactive", "background")
-"""the priority classes, served in this order"""
-
-
 class _Waiter:
     """One queued request; ``granted`` tells a cancelled waiter whether it was already handed a slot;
     ``pacing`` cancels its sleep while it heads the token queue and waits for the bucket to refill."""
@@ -71,47 +67,41 @@ class _Waiter:
         self.priority = priority
         self.event = anyio.Event()
         self.granted = False
-        self.pacing = anyio.CancelScope()
+        self.pacing: anyio.CancelScope | None = None
 
 
 class _Queue:
     """Waiters in two classes, each first come first served: the head is the oldest interactive waiter,
     or the oldest background one when no interactive one waits."""
 
-    __slots__ = ("waiting",)
+    __slots__ = ("background", "interactive")
 
     def __init__(self) -> None:
-        self.waiting: dict[Priority, deque[_Waiter]] = {c: deque() for c in CLASSES}
+        self.interactive: deque[_Waiter] = deque()
+        self.background: deque[_Waiter] = deque()
 
     def __len__(self) -> int:
-        return sum(len(q) for q in self.waiting.values())
+        return len(self.interactive) + len(self.background)
+
+    def of(self, priority: Priority) -> deque[_Waiter]:
+        return self.interactive if priority == "interactive" else self.background
 
     def ahead_of(self, priority: Priority) -> bool:
         """Whether a newcomer of this class must queue: someone of its class or a higher one waits."""
-        for c in CLASSES:
-            if self.waiting[c]:
-                return True
-            if c == priority:
-                return False
-        return False
+        return bool(self.interactive) or (priority == "background" and bool(self.background))
 
     def head(self) -> _Waiter | None:
-        for c in CLASSES:
-            if self.waiting[c]:
-                return self.waiting[c][0]
-        return None
+        queue = self.interactive or self.background
+        return queue[0] if queue else None
 
     def append(self, w: _Waiter) -> None:
-        self.waiting[w.priority].append(w)
+        self.of(w.priority).append(w)
 
     def remove(self, w: _Waiter) -> None:
-        self.waiting[w.priority].remove(w)
+        self.of(w.priority).remove(w)
 
     def pop(self) -> _Waiter:
-        for c in CLASSES:
-            if self.waiting[c]:
-                return self.waiting[c].popleft()
-        raise IndexError("no one waits")
+        return (self.interactive or self.background).popleft()
 
 
 @dataclass(eq=False)
@@ -295,12 +285,11 @@ class Health:
                     break
                 st.pacer = w
                 try:
-                    with w.pacing:  # cancelled when someone else becomes the head or the rate changes
+                    with anyio.CancelScope() as w.pacing:  # cancelled when the head or the rate changes
                         await self._sleep((1 - st.tokens) * 60 / st.rpm)
                 finally:
                     if st.pacer is w:  # a new head may have started pacing before we got here
                         st.pacer = None
-                    w.pacing = anyio.CancelScope()
         finally:
             st.token_queue.remove(w)
             self._new_token_head(st)
@@ -310,8 +299,9 @@ class Health:
         """After the token queue or the rate changed: a pacer that is no longer the head (or paces at the old
         rate) stops its sleep, and the head is told to look again."""
         head = st.token_queue.head()
-        if st.pacer is not None and (st.pacer is not head or rate_changed):
-            st.pacer.pacing.cancel()
+        pacer = st.pacer
+        if pacer is not None and pacer.pacing is not None and (pacer is not head or rate_changed):
+            pacer.pacing.cancel()
         if head is not None:
             head.event.set()
 
@@ -377,8 +367,9 @@ class Health:
             in_flight=st.held - len(st.token_queue),
             queued=len(st.slot_queue) + len(st.token_queue),
             error_counts=dict(sorted(st.error_counts.items())),
-            queued_by_priority=QueuedByPriority(**{
-                c: len(st.slot_queue.waiting[c]) + len(st.token_queue.waiting[c]) for c in CLASSES}),
+            queued_by_priority=QueuedByPriority(
+                interactive=len(st.slot_queue.interactive) + len(st.token_queue.interactive),
+                background=len(st.slot_queue.background) + len(st.token_queue.background)),
         )
         if st.latencies:
             ordered = sorted(st.latencies)
