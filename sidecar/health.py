@@ -1,7 +1,7 @@
-"""Per-provider health: a circuit breaker, a FIFO concurrency limit, a token bucket, and counters.
+"""Per-provider health: a circuit breaker, a concurrency limit, a token bucket, and counters.
 
-The engine wraps every upstream attempt in ``async with health.slot(provider):`` and reports how it
-ended with ``health.record(...)`` from inside that block; ``get_provider_health`` reads ``snapshot``.
+The engine wraps every upstream attempt in ``async with health.slot(provider, priority):`` and reports how
+it ended with ``health.record(...)`` from inside that block; ``get_provider_health`` reads ``snapshot``.
 Everything is O(1) per attempt (the percentiles sort at most ``LATENCY_WINDOW`` samples, and only
 when a snapshot is asked for), so it costs nothing noticeable next to a network request.
 
@@ -11,6 +11,16 @@ which retries with Retry-After and the token bucket handle; opening the circuit 
 short back-off into a 30 s outage. Errors about the request or the account (invalid_request,
 authentication_failed, context_length_exceeded, ...) say nothing about the provider's health, so
 they neither count nor reset the count; ``cancelled`` is not even an error (the user aborted).
+
+Priority classes: both queues (a free concurrency slot, the next rate token) serve every waiting
+``interactive`` request before any ``background`` one, each class first come first served. So a background
+request never takes a slot or a token while an interactive one waits, and is served whenever none waits:
+it may be made to wait, for as long as interactive requests keep waiting, but never behind a later
+background one. Nothing is reserved: with no interactive request waiting, background ones may use all N
+slots and the whole burst, since a slot kept empty for a request that may never come would only slow them
+down; an interactive request that then arrives takes the next slot or token to come free (a request that
+has started is never interrupted). A request holds its slot while it waits for a token, so with both limits
+an interactive request may wait for a background one that already holds a slot to get its token.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ import anyio
 
 from .errors import SidecarError
 from .providers import Provider
-from .types import ProviderHealth, ProviderLimits
+from .types import Priority, ProviderHealth, ProviderLimits, QueuedByPriority
 
 BREAKER_FAILURES: frozenset[str] = frozenset({"upstream_unavailable", "timeout", "network_error"})
 """Error codes that count as consecutive failures toward opening the circuit."""
@@ -48,13 +58,50 @@ class CircuitOpen(SidecarError):
 
 
 class _Waiter:
-    """One queued request; ``granted`` tells a cancelled waiter whether it was already handed a slot."""
+    """One queued request; ``granted`` tells a cancelled waiter whether it was already handed a slot;
+    ``pacing`` cancels its sleep while it heads the token queue and waits for the bucket to refill."""
 
-    __slots__ = ("event", "granted")
+    __slots__ = ("event", "granted", "pacing", "priority")
 
-    def __init__(self) -> None:
+    def __init__(self, priority: Priority) -> None:
+        self.priority = priority
         self.event = anyio.Event()
         self.granted = False
+        self.pacing: anyio.CancelScope | None = None
+
+
+class _Queue:
+    """Waiters in two classes, each first come first served: the head is the oldest interactive waiter,
+    or the oldest background one when no interactive one waits."""
+
+    __slots__ = ("background", "interactive")
+
+    def __init__(self) -> None:
+        self.interactive: deque[_Waiter] = deque()
+        self.background: deque[_Waiter] = deque()
+
+    def __len__(self) -> int:
+        return len(self.interactive) + len(self.background)
+
+    def of(self, priority: Priority) -> deque[_Waiter]:
+        return self.interactive if priority == "interactive" else self.background
+
+    def ahead_of(self, priority: Priority) -> bool:
+        """Whether a newcomer of this class must queue: someone of its class or a higher one waits."""
+        return bool(self.interactive) or (priority == "background" and bool(self.background))
+
+    def head(self) -> _Waiter | None:
+        queue = self.interactive or self.background
+        return queue[0] if queue else None
+
+    def append(self, w: _Waiter) -> None:
+        self.of(w.priority).append(w)
+
+    def remove(self, w: _Waiter) -> None:
+        self.of(w.priority).remove(w)
+
+    def pop(self) -> _Waiter:
+        return (self.interactive or self.background).popleft()
 
 
 @dataclass(eq=False)
@@ -74,13 +121,15 @@ class _State:
     errors: int = 0
     error_counts: dict[str, int] = field(default_factory=dict)
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
-    # concurrency: slots held (including those waiting for a token) and the FIFO of those waiting for one
+    # concurrency: slots held (including those waiting for a token) and those waiting for one
     held: int = 0
-    slot_queue: deque[_Waiter] = field(default_factory=deque)
+    slot_queue: _Queue = field(default_factory=_Queue)
     # token bucket: the head of token_queue paces itself, the others wait to become the head
     tokens: float = 0.0
     refilled_at: float = 0.0
-    token_queue: deque[_Waiter] = field(default_factory=deque)
+    token_queue: _Queue = field(default_factory=_Queue)
+    pacer: _Waiter | None = None
+    """the waiter sleeping until the bucket holds a token (the head, unless the head just changed)"""
 
 
 def _capacity(rpm: float) -> float:
@@ -110,23 +159,24 @@ class Health:
     # --- the guard -----------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def slot(self, provider: Provider) -> AsyncIterator[None]:
+    async def slot(self, provider: Provider, priority: Priority = "interactive") -> AsyncIterator[None]:
         """Admit one upstream attempt: circuit check, then a concurrency slot, then a rate token.
 
-        Raises ``CircuitOpen`` at once while the circuit is open. Waiting is
-        FIFO and cancellable; whatever was taken is given back when the block ends, however it ends.
+        Raises ``CircuitOpen`` at once while the circuit is open. Waiting is cancellable and served by
+        ``priority`` (see the module docstring); whatever was taken is given back when the block ends,
+        however it ends.
         """
         st = self._state(provider.id)
         self._apply_limits(st, provider.limits)
         self._admit(provider.id, st, claim=False)  # fail fast without queueing
-        await self._acquire_slot(st)
+        await self._acquire_slot(st, priority)
         probe: object | None = None
         try:
             # Again after the wait: the circuit may have opened meanwhile, and the probe is claimed
             # only by a request that is really about to go.
             probe = self._admit(provider.id, st, claim=True)
             if st.rpm is not None:
-                await self._acquire_token(st)
+                await self._acquire_token(st, priority)
             yield
         finally:
             if probe is not None and st.probe is probe:
@@ -151,6 +201,7 @@ class Health:
             st.rpm = rate
             if rate is not None:
                 st.tokens = _capacity(rate) if was_unlimited else min(st.tokens, _capacity(rate))
+            self._new_token_head(st, rate_changed=True)  # a wait worked out at the old rate is wrong now
 
     def _admit(self, provider_id: str, st: _State, *, claim: bool) -> object | None:
         """Raise while the circuit refuses; with ``claim``, return the probe token when this is the probe."""
@@ -176,13 +227,13 @@ class Health:
             err.info.retry_after_ms = math.ceil(remaining * 1000)
         raise err
 
-    # --- concurrency: a FIFO semaphore whose size may change ------------------------------------
+    # --- concurrency: a semaphore whose size may change, served by priority --------------------
 
-    async def _acquire_slot(self, st: _State) -> None:
-        if not st.slot_queue and (st.max_concurrency is None or st.held < st.max_concurrency):
+    async def _acquire_slot(self, st: _State, priority: Priority) -> None:
+        if not st.slot_queue.ahead_of(priority) and (st.max_concurrency is None or st.held < st.max_concurrency):
             st.held += 1
             return
-        w = _Waiter()
+        w = _Waiter(priority)
         st.slot_queue.append(w)
         try:
             await w.event.wait()
@@ -198,14 +249,15 @@ class Health:
         self._grant_slots(st)
 
     def _grant_slots(self, st: _State) -> None:
-        """Hand free slots to the oldest waiters directly, so a newcomer can never jump the queue."""
+        """Hand free slots to the waiters directly (interactive ones first, each class in arrival order),
+        so a newcomer can never jump the queue."""
         while st.slot_queue and (st.max_concurrency is None or st.held < st.max_concurrency):
-            w = st.slot_queue.popleft()
+            w = st.slot_queue.pop()
             w.granted = True
             st.held += 1
             w.event.set()
 
-    # --- rate: a token bucket, FIFO -------------------------------------------------------------
+    # --- rate: a token bucket, served by priority -----------------------------------------------
 
     def _refill(self, st: _State) -> None:
         now = self._clock()
@@ -213,27 +265,45 @@ class Health:
             st.tokens = min(_capacity(st.rpm), st.tokens + (now - st.refilled_at) * st.rpm / 60)
         st.refilled_at = now
 
-    async def _acquire_token(self, st: _State) -> None:
+    async def _acquire_token(self, st: _State, priority: Priority) -> None:
         self._refill(st)
-        if not st.token_queue and st.tokens >= 1 - _EPSILON:
+        if not st.token_queue.ahead_of(priority) and st.tokens >= 1 - _EPSILON:
             st.tokens -= 1
             return
-        w = _Waiter()
+        w = _Waiter(priority)
         st.token_queue.append(w)
+        self._new_token_head(st)  # when it is us, a background head that was pacing goes back to waiting
         try:
-            if st.token_queue[0] is not w:
-                await w.event.wait()  # set when the one ahead of us leaves
-            while st.rpm is not None:  # the head sleeps until the bucket holds a token
-                self._refill(st)
+            while st.rpm is not None:
+                if st.token_queue.head() is not w:
+                    w.event = anyio.Event()
+                    await w.event.wait()  # set when we may have become the head
+                    continue
+                self._refill(st)  # the head sleeps until the bucket holds a token
                 if st.tokens >= 1 - _EPSILON:
                     st.tokens -= 1
                     break
-                await self._sleep((1 - st.tokens) * 60 / st.rpm)
+                st.pacer = w
+                try:
+                    with anyio.CancelScope() as w.pacing:  # cancelled when the head or the rate changes
+                        await self._sleep((1 - st.tokens) * 60 / st.rpm)
+                finally:
+                    if st.pacer is w:  # a new head may have started pacing before we got here
+                        st.pacer = None
         finally:
-            was_head = st.token_queue[0] is w
             st.token_queue.remove(w)
-            if was_head and st.token_queue:
-                st.token_queue[0].event.set()
+            self._new_token_head(st)
+
+    @staticmethod
+    def _new_token_head(st: _State, *, rate_changed: bool = False) -> None:
+        """After the token queue or the rate changed: a pacer that is no longer the head (or paces at the old
+        rate) stops its sleep, and the head is told to look again."""
+        head = st.token_queue.head()
+        pacer = st.pacer
+        if pacer is not None and pacer.pacing is not None and (pacer is not head or rate_changed):
+            pacer.pacing.cancel()
+        if head is not None:
+            head.event.set()
 
     # --- outcomes and the view -----------------------------------------------------------------
 
@@ -297,6 +367,9 @@ class Health:
             in_flight=st.held - len(st.token_queue),
             queued=len(st.slot_queue) + len(st.token_queue),
             error_counts=dict(sorted(st.error_counts.items())),
+            queued_by_priority=QueuedByPriority(
+                interactive=len(st.slot_queue.interactive) + len(st.token_queue.interactive),
+                background=len(st.slot_queue.background) + len(st.token_queue.background)),
         )
         if st.latencies:
             ordered = sorted(st.latencies)

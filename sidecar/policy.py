@@ -1,4 +1,5 @@
-"""Timeouts and retries for one request: the request's own settings, then the provider's, then defaults.
+"""Timeouts, retries and the priority class of one request: the request's own settings, then the
+provider's, then defaults.
 
 Pure functions; the engine applies them. Defaults suit long reasoning models, which may think for
 minutes before their first byte, while a stream that has started and then stalls is cut off sooner.
@@ -19,7 +20,7 @@ from msgspec import UnsetType
 
 from .errors import SidecarError
 from .providers import Provider
-from .types import RetryOptions, StreamTextParams, Timeouts
+from .types import EmbedParams, Priority, RetryOptions, StreamTextParams, Timeouts
 
 CONNECT_S = 15.0
 FIRST_BYTE_S = 300.0
@@ -70,6 +71,11 @@ def policy_for(params: StreamTextParams, provider: Provider) -> Policy:
         max_retries=MAX_RETRIES if retries is None else max(0, retries),
         max_wait_ms=MAX_WAIT_MS if wait_ms is None else max(0, wait_ms),
     )
+
+
+def priority_of(params: StreamTextParams | EmbedParams) -> Priority:
+    """The request's class in the provider's queues (sidecar/health.py); interactive unless it says otherwise."""
+    return "background" if params.priority == "background" else "interactive"
 
 
 def backoff_ms(retry: int, retry_after_ms: int | None) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from msgspec import UNSET, Meta, Struct, UnsetType
+from msgspec import UNSET, Meta, Struct, UnsetType, field
 
 
 class Wire(Struct, forbid_unknown_fields=True):
@@ -130,6 +130,10 @@ class StreamTextParams(Wire):
     timeouts: Timeouts | UnsetType = UNSET
     retry: RetryOptions | UnsetType = UNSET
     cache: bool | UnsetType = UNSET
+    priority: Priority | UnsetType = UNSET
+    """``interactive`` (the default) or ``background``: each provider's concurrency and rate queues serve every
+    waiting interactive request first; a background one waits while any interactive one does. The tool loop
+    gives it to each of its steps"""
 
 
 # --- results -------------------------------------------------------------------------
@@ -287,6 +291,8 @@ class EmbedParams(Wire):
     """shorter vectors, where the model can make them (OpenAI's text-embedding-3, Gemini, Cohere embed-v4)"""
     provider_options: dict[str, Any] | UnsetType = UNSET
     """merged into each request's body (Cohere's ``input_type``, Gemini's ``taskType``)"""
+    priority: Priority | UnsetType = UNSET
+    """as in llm_stream_text: ``background`` waits behind every waiting ``interactive`` request"""
 
 
 class EmbedResult(Wire):
@@ -489,6 +495,8 @@ class ProviderHealth(Wire):
     error_counts: dict[str, int]
     latency_p50_ms: float | UnsetType = UNSET
     latency_p95_ms: float | UnsetType = UNSET
+    queued_by_priority: QueuedByPriority = field(default_factory=lambda: QueuedByPriority())
+    """``queued`` split by the requests' ``priority``"""
 
 
 class UsageStatsParams(Wire):
@@ -847,3 +855,17 @@ StreamEvent = (
 )
 
 TERMINAL_EVENTS = (DoneEvent, ErrorEvent)
+
+
+# --- priority classes (issue 18) ------------------------------------------------------------------------
+
+Priority = Literal["interactive", "background"]
+"""how a request queues for a provider's concurrency slots and rate tokens: waiting ``interactive`` requests
+are served first"""
+
+
+class QueuedByPriority(Wire):
+    """requests waiting for a concurrency slot or a rate token, by class"""
+
+    interactive: int = 0
+    background: int = 0

@@ -390,7 +390,7 @@ async def test_snapshot_counters_and_percentiles() -> None:
     # nearest rank: p50 is the 5th of 10 sorted values, p95 the 10th
     assert v == {"provider": "p", "state": "closed", "requests": 11, "errors": 1, "consecutive_failures": 1,
                  "in_flight": 0, "queued": 0, "error_counts": {"timeout": 1},
-                 "latency_p50_ms": 50, "latency_p95_ms": 100}
+                 "latency_p50_ms": 50, "latency_p95_ms": 100, "queued_by_priority": {"interactive": 0, "background": 0}}
 
     for ms in range(1, 251):  # the window keeps the last 200: 51..250
         health.record("p", ok=True, latency_ms=ms, code=None)
@@ -399,7 +399,8 @@ async def test_snapshot_counters_and_percentiles() -> None:
 
     never = view(health, "other")
     assert never == {"provider": "other", "state": "closed", "requests": 0, "errors": 0, "consecutive_failures": 0,
-                     "in_flight": 0, "queued": 0, "error_counts": {}}, "no samples: no percentiles"
+                     "in_flight": 0, "queued": 0, "error_counts": {},
+                     "queued_by_priority": {"interactive": 0, "background": 0}}, "no samples: no percentiles"
     assert [h.provider for h in health.snapshot(["b", "a"])] == ["b", "a"]
 
 

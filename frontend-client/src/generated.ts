@@ -113,6 +113,7 @@ export interface ChatLoopParams {
   timeouts?: Timeouts;
   retry?: RetryOptions;
   cache?: boolean;
+  priority?: "background" | "interactive";
   max_steps?: number;
   tool_timeout_ms?: number;
 }
@@ -305,6 +306,7 @@ export interface EmbedParams {
   provider_options?: {
     [k: string]: unknown;
   };
+  priority?: "background" | "interactive";
 }
 export interface EmbedResult {
   embeddings: number[][];
@@ -476,6 +478,14 @@ export interface ProviderHealth {
   };
   latency_p50_ms?: number;
   latency_p95_ms?: number;
+  queued_by_priority: QueuedByPriority;
+}
+/**
+ * requests waiting for a concurrency slot or a rate token, by class
+ */
+export interface QueuedByPriority {
+  interactive: number;
+  background: number;
 }
 export interface ProviderIdParams {
   id: string;
@@ -746,6 +756,7 @@ export interface StreamTextParams {
   timeouts?: Timeouts;
   retry?: RetryOptions;
   cache?: boolean;
+  priority?: "background" | "interactive";
 }
 export interface SubmitToolResultsParams {
   loop_id: string;

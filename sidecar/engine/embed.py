@@ -28,11 +28,11 @@ import anyio
 import msgspec
 
 from ..errors import SidecarError
-from ..policy import Policy, policy_for, retry_delay
+from ..policy import Policy, policy_for, priority_of, retry_delay
 from ..protocols.base import HttpRequest, WireProtocol
 from ..providers import Provider, Registry, split_model
 from ..tokens import estimate
-from ..types import EmbedParams, EmbedResult, StreamTextParams, Usage
+from ..types import EmbedParams, EmbedResult, Priority, StreamTextParams, Usage
 from .prepare import Preparer
 from .request import Options
 from .runner import Outcome
@@ -86,7 +86,8 @@ class Embedder:
         check_embedding_model(provider, model)
         dimensions = params.dimensions if isinstance(params.dimensions, int) else None
         options = params.provider_options if isinstance(params.provider_options, dict) else None
-        work = await self._prepare(provider, model, params.input, dimensions, options)  # refusals: not reported
+        work = await self._prepare(provider, model, params.input, dimensions, options,
+                                   priority_of(params))  # refusals: not reported
         started, wall = time.perf_counter(), time.time()
 
         def report(usage: Usage | None, error: str | None) -> None:
@@ -106,7 +107,7 @@ class Embedder:
         return EmbedResult(embeddings=vectors, model=f"{provider.id}:{model}", usage=usage)
 
     async def _prepare(self, provider: Provider, model: str, texts: list[str], dimensions: int | None,
-                       options: dict[str, Any] | None) -> Work:
+                       options: dict[str, Any] | None, priority: Priority) -> Work:
         """Everything before the model is reached (a refusal here is the RPC error); the work that reaches it."""
         if provider.transport == "http":
             protocol = self.http.protocol(provider)
@@ -115,7 +116,7 @@ class Embedder:
                                    "embeddings", provider=provider.id)
             await self.http.check(provider)
             key = await self.preparer.key(provider)
-            return partial(self._http, provider, protocol, key, model, texts, dimensions, options)
+            return partial(self._http, provider, protocol, key, model, texts, dimensions, options, priority)
         if provider.transport == "local":
             local = self.local
             if local is None:
@@ -147,7 +148,8 @@ class Embedder:
         raise SidecarError("invalid_request", f"{provider.id} makes no embeddings", provider=provider.id)
 
     async def _http(self, provider: Provider, protocol: WireProtocol, key: str | None, model: str, texts: list[str],
-                    dimensions: int | None, options: dict[str, Any] | None) -> tuple[list[list[float]], Usage]:
+                    dimensions: int | None, options: dict[str, Any] | None,
+                    priority: Priority) -> tuple[list[list[float]], Usage]:
         assert protocol.embed_request is not None and protocol.parse_embeddings is not None
         policy = policy_for(StreamTextParams(messages=[]), provider)  # the provider's limits; no request settings
         limit = max(1, provider.embed_batch or protocol.embed_batch or 1)
@@ -162,7 +164,7 @@ class Embedder:
                 while start < len(texts):
                     chunk = texts[start:start + max(1, min(limit, budget // vector_bytes))]
                     request = protocol.embed_request(provider, model, chunk, dimensions, key, options)
-                    body = await self._send(provider, protocol, request, key, policy, budget)
+                    body = await self._send(provider, protocol, request, key, policy, budget, priority)
                     try:
                         got, reported = protocol.parse_embeddings(body)
                     except (msgspec.DecodeError, msgspec.ValidationError):
@@ -187,7 +189,7 @@ class Embedder:
         return vectors, usage
 
     async def _send(self, provider: Provider, protocol: WireProtocol, request: HttpRequest, key: str | None,
-                    policy: Policy, budget: int) -> bytes:
+                    policy: Policy, budget: int, priority: Priority) -> bytes:
         """One batch, retried as chat requests are, each try inside the provider's health guard."""
         import httpx
 
@@ -196,7 +198,7 @@ class Embedder:
         retries = waited = 0
         while True:
             try:
-                async with health.slot(provider):
+                async with health.slot(provider, priority):
                     started = time.perf_counter()
                     try:
                         body = await self.http.fetch(provider, protocol, request, key,

@@ -16,7 +16,7 @@ import msgspec
 
 from ..checks import JsonAnswer
 from ..errors import SidecarError
-from ..policy import Policy, policy_for, retry_delay
+from ..policy import Policy, policy_for, priority_of, retry_delay
 from ..types import DoneEvent, FallbackEvent, RetryEvent, StartEvent, Usage
 from .prepare import Preparer
 from .request import Emit, Options, Prepared, RunState
@@ -171,7 +171,8 @@ class Runner:
         provider = target.provider
         transport = self.preparer.transport(provider)
         health = self._health()
-        async with health.slot(provider):  # its own refusal (circuit open) is not recorded: that would keep it open
+        # its own refusal (circuit open) is not recorded: that would keep it open
+        async with health.slot(provider, priority_of(target.params)):
             started = time.perf_counter()  # after any queueing: latency is the provider's, not ours
             run.upstream = provider.id
             try:

@@ -134,6 +134,12 @@ async def _read_body(receive: Receive) -> bytes | None:
             return b"".join(parts)
 
 
+def background(scope: Scope) -> bool:
+    """``X-Priority: background`` (in any case) queues the request behind interactive ones at the provider;
+    without it, or with any other value, it is interactive."""
+    return any(k == b"x-priority" and v.strip().lower() == b"background" for k, v in scope["headers"])
+
+
 def _too_deep() -> ErrorInfo:
     """A body msgspec could decode but the code after it (conversion, a protocol's encoder) could not
     walk: Python's recursion limit is near msgspec's own nesting limit."""
@@ -158,7 +164,10 @@ class ChatCompletions:
                                  f"the request body is over the {security.MAX_BODY} byte limit")
         try:
             req = parse_request(body)
-            prepared = await self.engine.prepare(to_params(req))
+            params = to_params(req)
+            if background(scope):
+                params.priority = "background"
+            prepared = await self.engine.prepare(params)
         except SidecarError as exc:
             return await self._error(send, exc.info)
         except RecursionError:
@@ -274,6 +283,8 @@ class Embeddings:
         try:
             req = parse_embeddings_request(body)
             params = to_embed_params(req)
+            if background(scope):
+                params.priority = "background"
         except SidecarError as exc:
             return await ChatCompletions._error(send, exc.info)
         answer: list[dict[str, Any]] = []
