@@ -7,7 +7,7 @@ from typing import Any
 
 from msgspec import UNSET
 
-from ..types import ModelInfo, Protocol, ProviderConfig, ProviderLimits, TransportKind
+from ..types import ModelInfo, OAuthConfig, Protocol, ProviderConfig, ProviderLimits, TransportKind
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,25 @@ class Provider:
     """process transport: the program to run, as the app's trusted side set it (a path or a name on PATH)"""
     embed_batch: int | None = None
     """the most texts one embeddings request may carry, where the service's limit is below its protocol's"""
+    oauth: OAuthConfig | None = None
+    """sign in instead of a key: requests send the access token (``sidecar/auth``)"""
+    redirect_uri: str | None = None
+    """browser sign-in: the redirect the provider registered for its client (its port is then the listener's);
+    None: ``http://127.0.0.1:<ephemeral port>/callback``"""
+    session: str | None = None
+    """a provider-specific step after sign-in (``copilot``: exchange for a Copilot token; ``chatgpt``: the
+    account header from the ID token); see ``sidecar/auth/sessions.py``"""
+    session_endpoint: str | None = None
+    """the ``copilot`` step's token exchange URL"""
+    session_hosts: tuple[str, ...] = ()
+    """hosts (and their subdomains) an API base learned from the session step may be on"""
+
+    @property
+    def auth(self) -> str:
+        """How requests authenticate: ``oauth``, ``api_key`` or ``none``."""
+        if self.oauth is not None:
+            return "oauth"
+        return "api_key" if self.requires_api_key or self.api_key_env else "none"
 
     @property
     def default_models(self) -> list[str]:
@@ -99,6 +118,7 @@ class Provider:
             headers=self.headers or UNSET,
             extra_body=self.extra_body or UNSET,
             default_models=self.default_models or UNSET,
+            oauth=self.oauth if self.oauth is not None else UNSET,
         )
 
     @classmethod
@@ -116,4 +136,5 @@ class Provider:
             models=tuple(Model(m) for m in cfg.default_models or ()),
             is_local=host in ("localhost", "127.0.0.1", "::1", "0.0.0.0"),
             is_custom=True,
+            oauth=cfg.oauth or None,
         )
