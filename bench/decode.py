@@ -90,8 +90,30 @@ def _cohere(n: int) -> Stream:
     ]
 
 
+def _openai_responses(n: int) -> Stream:
+    """As OpenAI sends it now: item ids, sequence numbers, empty logprobs and an obfuscation pad on each delta."""
+    def ev(obj: dict) -> tuple[str, str]:
+        return obj["type"], json.dumps(obj, separators=(",", ":"))
+
+    item = "msg_0df93c0bb83a72f20068c97a0b36f4819ea5906451007f95e2"
+    return [
+        ev({"type": "response.created", "sequence_number": 0, "response": {"id": "resp_1", "status": "in_progress"}}),
+        ev({"type": "response.output_item.added", "sequence_number": 1, "output_index": 0,
+            "item": {"id": item, "type": "message", "status": "in_progress", "content": [], "role": "assistant"}}),
+        *[ev({"type": "response.output_text.delta", "sequence_number": 2, "item_id": item, "output_index": 0,
+              "content_index": 0, "delta": "tok ", "logprobs": [], "obfuscation": "Xk3mQ9zP1a"})] * n,
+        ev({"type": "response.output_text.done", "sequence_number": 3, "item_id": item, "output_index": 0,
+            "content_index": 0, "text": "tok " * 8, "logprobs": []}),
+        ev({"type": "response.completed", "sequence_number": 4, "response": {
+            "id": "resp_1", "status": "completed",
+            "usage": {"input_tokens": 5, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": n,
+                      "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": n + 5}}}),
+    ]
+
+
 STREAMS: dict[str, Callable[[int], Stream]] = {
     "openai": _openai, "anthropic": _anthropic, "gemini": _gemini, "ollama": _ollama, "cohere": _cohere,
+    "openai-responses": _openai_responses,
 }
 
 

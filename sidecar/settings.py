@@ -47,6 +47,8 @@ class ProviderOverride(msgspec.Struct, omit_defaults=True):
     api_key_env: str | None = None
     extra_body: dict[str, Any] | None = None
     limits: ProviderLimits | None = None
+    protocol: str | None = None
+    """an OpenAI-style provider's API: ``openai`` or ``openai-responses`` (``providers.routing``)"""
 
 
 class Settings(msgspec.Struct):

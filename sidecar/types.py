@@ -190,6 +190,9 @@ FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "other"
 Protocol = Literal[
     "openai", "anthropic", "gemini", "ollama", "cohere", "claude-code", "llama-cpp", "mock", "openai-responses"
 ]
+Api = Literal["responses", "chat"]
+"""which of OpenAI's APIs a model is reached through: the Responses API (``POST /responses``, protocol
+``openai-responses``) or Chat Completions (protocol ``openai``)"""
 TransportKind = Literal["http", "process", "local", "mock"]
 """how the engine reaches a provider's model: HTTP, a child process, in this process, the built-in offline one"""
 
@@ -246,6 +249,10 @@ class ModelInfo(Wire):
     """USD per 1M input tokens read from the prompt cache"""
     supports_embedding: bool | UnsetType = UNSET
     """true: an embedding model, for llm_embed (not for chat)"""
+    api: Api | UnsetType = UNSET
+    """the OpenAI API this model needs: ``responses`` for the models served only by the Responses API (requests
+    for them go to ``/responses`` even on a provider whose protocol is ``openai``); absent: the provider's own.
+    A request's ``provider_options.api`` overrides it"""
 
 
 # --- method params and results ---------------------------------------------------------
@@ -467,6 +474,9 @@ class ConfigureProviderParams(Wire):
     api_key_env: str | UnsetType | None = UNSET
     extra_body: dict[str, Any] | UnsetType | None = UNSET
     limits: ProviderLimits | UnsetType | None = UNSET
+    protocol: Literal["openai", "openai-responses"] | UnsetType | None = UNSET
+    """an OpenAI-style provider's API: ``openai-responses`` sends every request to its Responses API
+    (``/responses``), ``openai`` to Chat Completions; only between these two (issue 16)"""
     oauth: OAuthConfig | UnsetType | None = UNSET
     """custom providers only; changing an endpoint's host signs the provider out"""
 

@@ -10,6 +10,7 @@ from ..checks import check_request
 from ..credentials import Credentials
 from ..errors import SidecarError
 from ..providers import Provider, Registry, split_model
+from ..providers.routing import route
 from ..settings import SettingsStore
 from ..types import StreamTextParams
 from .request import Prepared
@@ -37,7 +38,9 @@ class Preparer:
         return await self.prepare_for(params, self.registry.get(provider_id), model)
 
     async def prepare_for(self, params: StreamTextParams, provider: Provider, model: str) -> Prepared:
-        """``params`` for ``provider``'s ``model``, which the caller resolved."""
+        """``params`` for ``provider``'s ``model``, which the caller resolved (speaking the protocol of the API the
+        request needs: ``providers.routing``)."""
+        provider = route(params, provider, model)
         transport = self.transport(provider)
         await transport.check(provider)  # e.g. is the provider's program installed
         check_request(params, provider, model)  # a bad schema; images for a model without vision

@@ -7,7 +7,7 @@ import importlib
 
 from .base import HttpRequest, StreamDecoder, WireProtocol
 
-NAMES = ("openai", "anthropic", "gemini", "ollama", "cohere", "claude-code")
+NAMES = ("openai", "anthropic", "gemini", "ollama", "cohere", "claude-code", "openai-responses")
 
 
 def get_protocol(name: str) -> WireProtocol:

@@ -35,13 +35,18 @@ def merge(into: dict[str, Any], extra: Mapping[str, Any]) -> None:
             into[key] = value
 
 
+ROUTING_OPTIONS = frozenset({"api"})
+"""``provider_options`` the sidecar itself reads to route a request (``providers.routing``): never sent, as the
+APIs refuse parameters they do not know"""
+
+
 def merge_options(body: dict[str, Any], provider: Provider, params: StreamTextParams) -> dict[str, Any]:
-    """The provider's ``extra_body``, then the request's ``provider_options``, merged over the body the
-    protocol built (the rule of ``merge``); returns ``body``."""
+    """The provider's ``extra_body``, then the request's ``provider_options`` (but the routing fields), merged
+    over the body the protocol built (the rule of ``merge``); returns ``body``."""
     if provider.extra_body:
         merge(body, provider.extra_body)
     if isinstance(params.provider_options, dict):
-        merge(body, params.provider_options)
+        merge(body, {k: v for k, v in params.provider_options.items() if k not in ROUTING_OPTIONS})
     return body
 
 

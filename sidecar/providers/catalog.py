@@ -9,6 +9,13 @@ alias (``-latest``) can move to a model with another price.
 ``embedding=True`` marks an embedding model (for ``llm_embed``, not for chat; it has no output, so its
 output price is 0); every other catalog model is a chat model, which ``llm_embed`` refuses before the network.
 
+``api="responses"`` marks a model OpenAI serves only through its Responses API (the ``-pro`` and codex models
+answer Chat Completions with an error): requests for it go to ``/responses`` (protocol ``openai-responses``) on an
+``openai`` provider (``providers.routing``). Azure OpenAI serves the Responses API at ``{resource}/openai/v1/responses``
+(the deployment's name as ``model``, the key in ``api-key``: its ``responses_path``); OpenRouter at
+``https://openrouter.ai/api/v1/responses`` (in beta; the stream ends with ``data: [DONE]``). Either is chosen per
+request with ``provider_options.api: "responses"``, or for every request with configure_provider's ``protocol``.
+
 ``vision=False`` only where the model is known to take text only: a request with images for it is
 refused before the network (``invalid_request``); None (unknown) lets the request through.
 """
@@ -86,6 +93,17 @@ BUILTIN: tuple[Provider, ...] = (
               input_price=0.15, output_price=0.6, cached_input_price=0.075),
             M("o4-mini", "o4-mini", 200_000, 100_000, tools=True, vision=True, reasoning=True,
               input_price=1.1, output_price=4.4, cached_input_price=0.275),
+            # served only by the Responses API
+            M("gpt-5-pro", "GPT-5 pro", 400_000, 272_000, tools=True, vision=True, reasoning=True,
+              input_price=15.0, output_price=120.0, api="responses"),
+            M("o3-pro", "o3-pro", 200_000, 100_000, tools=True, vision=True, reasoning=True,
+              input_price=20.0, output_price=80.0, api="responses"),
+            M("o1-pro", "o1-pro", 200_000, 100_000, tools=True, vision=True, reasoning=True,
+              input_price=150.0, output_price=600.0, api="responses"),
+            M("gpt-5-codex", "GPT-5-Codex", 400_000, 128_000, tools=True, vision=True, reasoning=True,
+              input_price=1.25, output_price=10.0, cached_input_price=0.125, api="responses"),
+            M("codex-mini-latest", "codex-mini", 200_000, 100_000, tools=True, vision=True, reasoning=True,
+              input_price=1.5, output_price=6.0, cached_input_price=0.375, api="responses"),
             M("text-embedding-3-small", "Text Embedding 3 small (1536 dimensions)", 8_191, embedding=True,
               input_price=0.02, output_price=0.0),
             M("text-embedding-3-large", "Text Embedding 3 large (3072 dimensions)", 8_191, embedding=True,
@@ -179,6 +197,7 @@ BUILTIN: tuple[Provider, ...] = (
         base_url="https://YOUR-RESOURCE.openai.azure.com/openai",  # set yours with configure_provider
         api_key_env="AZURE_OPENAI_API_KEY",
         api_version="2024-10-21",
+        responses_path="/v1/responses",  # the v1 API: {resource}/openai/v1/responses, the deployment as model
     ),
     Provider(
         id="fireworks",

@@ -7,7 +7,7 @@ from typing import Any
 
 from msgspec import UNSET
 
-from ..types import ModelInfo, OAuthConfig, Protocol, ProviderConfig, ProviderLimits, TransportKind
+from ..types import Api, ModelInfo, OAuthConfig, Protocol, ProviderConfig, ProviderLimits, TransportKind
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,9 @@ class Model:
     embedding: bool | None = None
     """True: an embedding model (``llm_embed``), not a chat model; a catalog model without it is a chat model,
     refused by ``llm_embed`` (None elsewhere: unknown, let through)"""
+    api: Api | None = None
+    """``responses``: served only by OpenAI's Responses API, so requests go there on an ``openai`` provider
+    (``providers.routing``); None: the provider's own protocol"""
 
     def info(self, provider: str) -> ModelInfo:
         def opt(v: Any) -> Any:
@@ -46,6 +49,7 @@ class Model:
             output_price=opt(self.output_price),
             cached_input_price=opt(self.cached_input_price),
             supports_embedding=opt(self.embedding),
+            api=opt(self.api),
         )
 
 
@@ -83,6 +87,8 @@ class Provider:
     """process transport: the program to run, as the app's trusted side set it (a path or a name on PATH)"""
     embed_batch: int | None = None
     """the most texts one embeddings request may carry, where the service's limit is below its protocol's"""
+    responses_path: str = "/responses"
+    """openai-responses protocol: the Responses API's path under ``base_url`` (Azure: ``/v1/responses``)"""
     oauth: OAuthConfig | None = None
     """sign in instead of a key: requests send the access token (``sidecar/auth``)"""
     redirect_uri: str | None = None

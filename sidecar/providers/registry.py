@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from typing import cast
 
 import msgspec
 from msgspec import UNSET
@@ -11,9 +12,10 @@ from msgspec import UNSET
 from ..errors import SidecarError, header_safe
 from ..settings import Settings, SettingsStore
 from ..trust import Trust, host_of
-from ..types import ConfigureProviderParams, OAuthConfig, ProviderConfig, ProviderLimits
+from ..types import ConfigureProviderParams, OAuthConfig, Protocol, ProviderConfig, ProviderLimits
 from .catalog import BUILTIN
 from .model import Provider
+from .routing import OPENAI_STYLE
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
@@ -96,6 +98,13 @@ def _limits(p: Provider, configured: ProviderLimits | None) -> ProviderLimits | 
     return ProviderLimits(**merged)
 
 
+def _protocol(own: Protocol, chosen: str | None) -> Protocol:
+    """A built-in's protocol with the user's choice (configure_provider): only between OpenAI's two APIs."""
+    if chosen in OPENAI_STYLE and own in OPENAI_STYLE:
+        return cast(Protocol, chosen)
+    return own
+
+
 class Registry:
     def __init__(self, settings: SettingsStore, trust: Trust | None = None) -> None:
         self._settings = settings
@@ -136,6 +145,7 @@ class Registry:
             headers={**p.headers, **(o.headers or {})},
             api_key_env=o.api_key_env or p.api_key_env,
             extra_body={**p.extra_body, **(o.extra_body or {})},
+            protocol=_protocol(p.protocol, o.protocol),
         )
 
     def get(self, provider_id: str) -> Provider:
@@ -189,12 +199,19 @@ class Registry:
                                f"says where requests go (the app can set --base-url {params.id}=URL)")
         if isinstance(params.oauth, OAuthConfig):
             check_oauth(params.oauth)
-        fields = ("base_url", "headers", "api_key_env", "extra_body", "limits", "oauth")
+        fields = ("base_url", "headers", "api_key_env", "extra_body", "limits", "protocol", "oauth")
         changes = {f: getattr(params, f) for f in fields if getattr(params, f) is not UNSET}
-        self.get(params.id)  # unknown_provider
+        current = self.get(params.id)  # unknown_provider
         custom = params.id not in self._builtin
         if custom and changes.get("base_url", "") is None:
             raise SidecarError("invalid_request", "a custom provider's base_url cannot be reset")
+        if params.protocol is not UNSET:
+            own = current.protocol if custom else self._builtin[params.id].protocol
+            if own not in OPENAI_STYLE:
+                raise SidecarError("invalid_request", f"{params.id} speaks {own!r}: only an OpenAI-style provider's "
+                                                      "protocol can change (between 'openai' and 'openai-responses')")
+            if custom and params.protocol is None:
+                raise SidecarError("invalid_request", "a custom provider's protocol cannot be reset")
         self._settings.override(params.id, changes, custom=custom)
         return self.get(params.id)
 

@@ -47,6 +47,7 @@ from ...types import (
     WarningEvent,
 )
 from ..base import ProcessRequest
+from ..toolkit import ROUTING_OPTIONS
 from .program import locate, workdir
 
 MAX_SYSTEM_CHARS = 100_000
@@ -165,7 +166,7 @@ def _options(params: StreamTextParams) -> tuple[str | None, list[WarningEvent]]:
     opts = params.provider_options if isinstance(params.provider_options, dict) else {}
     warnings = [WarningEvent(code="unsupported_setting",
                              message=f"claude-code: provider_options.{k} is not known to this provider; not sent")
-                for k in opts if k != "session_id"]
+                for k in opts if k != "session_id" and k not in ROUTING_OPTIONS]
     session = opts.get("session_id")
     if session is None:
         return None, warnings
