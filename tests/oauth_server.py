@@ -31,6 +31,8 @@ from werkzeug.serving import make_server
 
 CLIENT_ID = "sidecar-test"
 COPILOT_CLIENT_ID = "Iv1.b507a08c87ecfe98"  # the catalog's: the test server plays GitHub for it
+CHATGPT_CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"  # the catalog's: the test server plays auth.openai.com for it
+CHATGPT_REDIRECT = "http://localhost:1455/auth/callback"  # the one redirect registered for that client
 LOOPBACK_REDIRECT = re.compile(r"^http://127\.0\.0\.1:\d{1,5}/callback$")  # RFC 8252 7.3: any port
 ACCOUNT_EMAIL = "ada@example.test"
 ACCOUNT_ID = "acct-7f3e"
@@ -40,7 +42,9 @@ ACCOUNT_ID = "acct-7f3e"
 class Client:
     client_id: str
     grant_types: tuple[str, ...]
-    scopes: tuple[str, ...] = ("chat", "read:user", "openid", "email", "offline_access")
+    scopes: tuple[str, ...] = ("chat", "read:user", "openid", "profile", "email", "offline_access")
+    redirect: str | None = None
+    """the exact redirect registered; None: any loopback port at /callback"""
 
     def get_client_id(self) -> str:
         return self.client_id
@@ -52,7 +56,7 @@ class Client:
         return " ".join(s for s in (scope or "").split() if s in self.scopes)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        return bool(LOOPBACK_REDIRECT.match(redirect_uri))
+        return redirect_uri == self.redirect if self.redirect else bool(LOOPBACK_REDIRECT.match(redirect_uri))
 
     def check_client_secret(self, client_secret: str) -> bool:
         return False  # a public client: it has none
@@ -177,6 +181,8 @@ class OAuthServer:
         clients = {
             CLIENT_ID: Client(CLIENT_ID, ("authorization_code", "refresh_token", DeviceCodeGrant.GRANT_TYPE)),
             COPILOT_CLIENT_ID: Client(COPILOT_CLIENT_ID, (DeviceCodeGrant.GRANT_TYPE,)),
+            CHATGPT_CLIENT_ID: Client(CHATGPT_CLIENT_ID, ("authorization_code", "refresh_token"),
+                                      redirect=CHATGPT_REDIRECT),
         }
         app = Flask("oauth-test-server")
         server_ref: dict[str, str] = {}
@@ -272,6 +278,7 @@ class OAuthServer:
                 return Response(json.dumps(body), status=status, mimetype="application/json")
 
         @app.post("/token")
+        @app.post("/oauth/token")  # auth.openai.com's path
         def token() -> Response:
             return token_view(False)
 
@@ -281,6 +288,7 @@ class OAuthServer:
                 return auth.create_endpoint_response("device_authorization")
 
         @app.get("/authorize")
+        @app.get("/oauth/authorize")  # auth.openai.com's path
         def authorize() -> Response:
             """The user is already signed in here and consents at once: authlib validates the request (client,
             redirect_uri, PKCE challenge required) and redirects back with code and state."""
@@ -339,6 +347,19 @@ class OAuthServer:
                     return _api_error(401, "unauthorized")
             return jsonify({"object": "list", "data": [{"id": "gpt-4.1", "object": "model"},
                                                        {"id": "claude-sonnet-live", "object": "model"}]})
+
+        # --- a ChatGPT-plan-shaped Responses endpoint (the chatgpt provider, with --base-url) -------------------
+
+        @app.post("/backend-api/codex/responses")
+        def chatgpt_responses() -> Response:
+            with state.lock:
+                headers = {k.lower(): v for k, v in request.headers.items()}
+                state.api_calls.append({"path": request.path, "headers": headers, "body": request.get_json()})
+                if not bearer_ok():
+                    return _api_error(401, "invalid or expired access token")
+                if headers.get("chatgpt-account-id") != ACCOUNT_ID:
+                    return _api_error(403, "no or another ChatGPT account")
+            return _responses_answer("chatgpt says hi")
 
         # --- an OpenAI-compatible API the tokens open ---------------------------------------------
 
@@ -433,4 +454,23 @@ def _sse_answer(body: Any, text: str) -> Response:
                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
                "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}}]
     data = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+    return Response(data, mimetype="text/event-stream")
+
+
+def _responses_answer(text: str) -> Response:
+    """A Responses API stream (``event:`` lines named as the JSON ``type``, no ``[DONE]``)."""
+    events = [
+        {"type": "response.created", "response": {"id": "resp_1", "status": "in_progress", "output": []}},
+        {"type": "response.output_item.added", "output_index": 0,
+         "item": {"id": "msg_1", "type": "message", "role": "assistant", "status": "in_progress", "content": []}},
+        {"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 0, "content_index": 0,
+         "delta": text},
+        {"type": "response.output_item.done", "output_index": 0,
+         "item": {"id": "msg_1", "type": "message", "role": "assistant", "status": "completed",
+                  "content": [{"type": "output_text", "text": text, "annotations": []}]}},
+        {"type": "response.completed", "response": {"id": "resp_1", "status": "completed", "output": [],
+                                                    "usage": {"input_tokens": 3, "output_tokens": 3,
+                                                              "total_tokens": 6}}},
+    ]
+    data = "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events)
     return Response(data, mimetype="text/event-stream")

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from harness import ROOT, Sidecar, assert_clean, text_of
-from oauth_server import ACCOUNT_EMAIL, CLIENT_ID, COPILOT_CLIENT_ID, OAuthServer
+from oauth_server import ACCOUNT_EMAIL, ACCOUNT_ID, CHATGPT_REDIRECT, CLIENT_ID, COPILOT_CLIENT_ID, OAuthServer
 
 TESTS = str(ROOT / "tests")
 HI = [{"role": "user", "content": "hi"}]
@@ -468,3 +468,41 @@ def test_tokens_never_leak(sc: Sidecar, server: OAuthServer, data_dir: Path) -> 
     sc.call("shutdown")
     sc.wait_exit(10)
     assert_no_token(sc, server, data_dir)
+
+
+# --- ChatGPT (a ChatGPT plan through the Responses API) --------------------------------------------------
+
+
+def test_chatgpt_browser_sign_in_and_account_header(data_dir: Path, keychain: Path, server: OAuthServer) -> None:
+    """The chatgpt provider's sign-in and backend moved to the loopback server by the app's trusted side: its
+    registered redirect (localhost:1455), PKCE, the Codex parameters, and the account id from the ID token's
+    claims sent as chatgpt-account-id on the Responses request."""
+    server.state.id_token = True
+    sc = spawn(data_dir, keychain, "--oauth-url", f"chatgpt={server.url}",
+               "--base-url", f"chatgpt={server.url}/backend-api/codex")
+    try:
+        resp = sc.request("oauth_sign_in_start", {"provider": "chatgpt"})
+        if "error" in resp and "1455" in resp["error"]["message"]:
+            pytest.skip("port 1455 (the redirect ChatGPT's client registered) is taken on this machine")
+        started = resp["result"]
+        url = httpx.URL(started["authorize_url"])
+        assert str(url).startswith(f"{server.url}/oauth/authorize?")
+        query = dict(url.params)
+        assert query["redirect_uri"] == CHATGPT_REDIRECT and query["code_challenge_method"] == "S256"
+        assert query["codex_cli_simplified_flow"] == "true" and query["id_token_add_organizations"] == "true"
+        assert query["scope"] == "openid profile email offline_access"
+        callback = httpx.get(started["authorize_url"]).headers["location"]
+        assert callback.startswith(CHATGPT_REDIRECT + "?")
+        assert httpx.get(callback.replace("localhost", "127.0.0.1")).status_code == 200
+        end = wait_end(sc, started["flow_id"])
+        assert end["type"] == "signed_in" and end["account"] == ACCOUNT_EMAIL
+        events = sc.stream({"model": "chatgpt:gpt-5", "messages": HI})
+        assert text_of(events) == "chatgpt says hi", events
+        with server.state.lock:
+            call = server.state.api_calls[-1]
+        assert call["path"] == "/backend-api/codex/responses"
+        assert call["headers"]["chatgpt-account-id"] == ACCOUNT_ID
+        assert call["headers"]["originator"] == "codex_cli_rs" and call["body"]["store"] is False
+        assert_no_token(sc, server, data_dir)
+    finally:
+        sc.kill()
