@@ -287,6 +287,12 @@ class OAuthServer:
             with state.lock:
                 return auth.create_endpoint_response("device_authorization")
 
+        @app.post("/device")
+        def verification_page() -> Response:
+            """The verification page: the user enters the code and approves (or denies)."""
+            self.decide(request.form["user_code"], request.form.get("decision") == "approve")
+            return Response("done", mimetype="text/plain")
+
         @app.get("/authorize")
         @app.get("/oauth/authorize")  # auth.openai.com's path
         def authorize() -> Response:
