@@ -77,7 +77,10 @@ def id_token_claims(id_token: object) -> dict[str, Any]:
 
 def account_of(claims: dict[str, Any]) -> tuple[str | None, str | None]:
     """(who signed in, ChatGPT's account id) from ID token claims."""
-    who = next((claims[k] for k in ("email", "preferred_username", "sub") if isinstance(claims.get(k), str)), None)
+    profile = claims.get("https://api.openai.com/profile")  # OpenAI puts the e-mail here too
+    email = profile.get("email") if isinstance(profile, dict) else None
+    found = (claims.get(k) for k in ("email", "preferred_username"))
+    who = next((v for v in (*found, email, claims.get("sub")) if isinstance(v, str) and v), None)
     openai = claims.get("https://api.openai.com/auth")
     account_id = openai.get("chatgpt_account_id") if isinstance(openai, dict) else None
     return who, account_id if isinstance(account_id, str) else None
