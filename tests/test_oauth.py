@@ -6,6 +6,8 @@ exchange, and no token anywhere on stdout, stderr or in the settings."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -358,6 +360,38 @@ def test_tokens_survive_a_restart(data_dir: Path, keychain: Path, server: OAuthS
             assert len(server.state.token_requests) == requests_before  # no new sign-in, no refresh
     finally:
         second.kill()
+
+
+@pytest.mark.skipif(os.environ.get("LLM_SIDECAR_TEST_SECRET_SERVICE") != "1",
+                    reason="needs the unlocked gnome-keyring session that scripts/test.sh starts")
+def test_tokens_survive_a_restart_in_the_secret_service(data_dir: Path, server: OAuthServer) -> None:
+    """The real Secret Service: one entry, ``oauth:gw``, read back with libsecret's own tool."""
+    service = f"llm-sidecar-oauth-{os.getpid()}"
+
+    def start() -> Sidecar:
+        sc = Sidecar(data_dir, "--keyring-service", service, unset=("PYTHON_KEYRING_BACKEND",))
+        sc.wait_for(lambda m: m.get("method") == "sidecar-ready")
+        return sc
+
+    first = start()
+    try:
+        assert first.call("sidecar_info")["keyring_backend"] == "keyring.backends.SecretService.Keyring"
+        register(first, server)
+        sign_in(first, server)
+    finally:
+        first.kill()
+    out = subprocess.run(["secret-tool", "lookup", "service", service, "username", "oauth:gw"],
+                         capture_output=True, text=True, timeout=10).stdout
+    assert json.loads(out)["refresh_token"] == server.latest_refresh_token()
+    second = start()
+    try:
+        assert second.call("oauth_status", {"provider": "gw"})["signed_in"] is True
+        assert chat(second)["result"]["content"] == "gateway says hi"
+        assert second.call("oauth_sign_out", {"provider": "gw"}) == {"signed_out": True}
+    finally:
+        second.kill()
+    assert subprocess.run(["secret-tool", "lookup", "service", service, "username", "oauth:gw"],
+                          capture_output=True, text=True, timeout=10).stdout == ""
 
 
 def test_changing_an_endpoint_host_invalidates_the_tokens(sc: Sidecar, server: OAuthServer, keychain: Path) -> None:
