@@ -279,6 +279,24 @@ def test_refresh_on_401_then_retry_once(sc: Sidecar, server: OAuthServer, keycha
     assert server.state.refreshes() == 1
 
 
+def test_the_local_proxy_and_a_tool_loop_use_the_token(sc: Sidecar, server: OAuthServer, keychain: Path) -> None:
+    register(sc, server)
+    sign_in(sc, server)
+    token = stored(keychain)["access_token"]  # type: ignore[index]
+    proxy = sc.call("start_llm_proxy", {"port": 0})
+    auth = {"authorization": f"Bearer {proxy['token']}"}
+    listed = httpx.get(f"{proxy['url']}/models", headers=auth).json()
+    assert "gw:live-model" in [m["id"] for m in listed["data"]]
+    answer = httpx.post(f"{proxy['url']}/chat/completions", headers=auth, timeout=30,
+                        json={"model": "gw:m", "messages": HI}).json()
+    assert answer["choices"][0]["message"]["content"] == "gateway says hi", answer
+    loop = sc.call("llm_chat_loop_start", {"model": "gw:m", "messages": HI})
+    events = sc.wait_stream_end(loop["stream_id"], timeout=30)
+    assert text_of(events) == "gateway says hi" and events[-1]["type"] == "done"
+    assert set(bearers(server)) == {token}
+    sc.call("stop_llm_proxy")
+
+
 def test_rotation_saves_each_new_refresh_token(sc: Sidecar, server: OAuthServer, keychain: Path) -> None:
     register(sc, server)
     sign_in(sc, server)
