@@ -65,6 +65,7 @@ class BrowserSignIn:
         self.authorize_url = oauth.authorization_endpoint + sep + urlencode(query)
         self._answer: dict[str, Any] | None = None
         self._error: SidecarError | None = None
+        self._called = False
 
     @classmethod
     async def open(cls, provider: Provider, client: httpx.AsyncClient) -> BrowserSignIn:
@@ -112,9 +113,10 @@ class BrowserSignIn:
             except (TimeoutError, anyio.EndOfStream, anyio.BrokenResourceError, ValueError):
                 return
             split = urlsplit(target)
-            if split.path != self._path or self._answer is not None or self._error is not None:
+            if split.path != self._path or self._called:
                 await _send(stream, _response("404 Not Found", _page("Not found", "Nothing here.")))
                 return
+            self._called = True  # one callback: any other is turned away, even while this one is exchanged
             status, title, text = self._outcome_page(await self._callback(parse_qs(split.query)))
             await _send(stream, _response(status, _page(title, text)))
             done.cancel()  # one callback: the listener closes

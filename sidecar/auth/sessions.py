@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ..credentials import Credentials, Grant
+from ..credentials import Credentials, Grant, redact
 from ..errors import SidecarError
 from ..providers import Provider
 from ..settings import SettingsStore
@@ -184,7 +184,9 @@ class SignIns:
             answer = await token_request(self.client(), provider.oauth.token_endpoint, form, provider.id)
         except OAuthError as exc:
             if exc.error != "invalid_grant":
-                raise exc.as_sidecar(provider.id, "refreshing the sign-in") from None
+                err = exc.as_sidecar(provider.id, "refreshing the sign-in")
+                err.info.message = redact(err.info.message, tokens.refresh_token)  # a server may echo it
+                raise err from None
             await self._forget(provider)
             raise sign_in_again(provider, "the sign-in was revoked or has expired (invalid_grant)") from None
         fresh = from_answer(answer, tokens.token_host, tokens.hosts, previous=tokens)
