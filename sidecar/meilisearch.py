@@ -26,6 +26,7 @@ from .credentials import redact
 from .errors import SidecarError, header_safe
 from .framing import MAX_BODY_BYTES, read_body
 from .providers import Provider, Registry
+from .providers.routing import route as route_api
 from .types import (
     ChatPrompts,
     ChatProviderInfo,
@@ -36,6 +37,7 @@ from .types import (
     ConfigureChatWorkspaceParams,
     ErrorCode,
     KeySource,
+    StreamTextParams,
 )
 
 log = logging.getLogger("sidecar.meilisearch")
@@ -95,6 +97,14 @@ class ChatRoute:
 
 
 PROXY_ROUTE = ChatRoute("vLlm", native=False)
+
+
+def needs_responses(provider: Provider, model: str) -> bool:
+    """Whether ``model`` (``provider:`` prefixed or not) is reached through OpenAI's Responses API
+    (``providers.routing``), which no native Meilisearch source speaks."""
+    bare = chat_model(provider, model, PROXY_ROUTE)
+    model = bare.partition(":")[2] if bare else model
+    return route_api(StreamTextParams(messages=[]), provider, model).protocol == "openai-responses"
 
 
 def chat_route(provider: Provider) -> ChatRoute:
@@ -340,6 +350,8 @@ class ChatWorkspaces:
         # the given model, else the active one when this provider is active, else the catalog's first
         wanted = params.model if isinstance(params.model, str) else None
         wanted = wanted or self.active_model(provider.id) or next(iter(provider.default_models), None)
+        if route.native and wanted is not None and needs_responses(provider, wanted):
+            route = PROXY_ROUTE  # Meilisearch's own sources speak Chat Completions only
         model = chat_model(provider, wanted, route)
         if route.source == "azureOpenAi":
             if "YOUR-RESOURCE" in (route.base_url or ""):

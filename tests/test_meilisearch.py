@@ -397,6 +397,19 @@ def test_native_openai_workspace(data_dir: Path, meili: FakeMeilisearch) -> None
         sc.kill()
 
 
+def test_a_responses_only_model_goes_through_the_proxy(data_dir: Path, meili: FakeMeilisearch) -> None:
+    """Meilisearch's openAi source speaks Chat Completions, which gpt-5-pro (the Responses API only) refuses."""
+    sc = spawn(data_dir, "--allow-meilisearch", meili.url, OPENAI_API_KEY=OPENAI_KEY)
+    try:
+        result = sc.call("configure_chat_workspace", configure(meili, provider="openai", model="openai:gpt-5-pro"),
+                         timeout=30)
+        body = meili.requests("PATCH", "/chats/support/settings")[0].body
+        assert body["source"] == "vLlm" and OPENAI_KEY not in json.dumps(body)
+        assert result["uses_proxy"] is True and result["model"] == "openai:gpt-5-pro"
+    finally:
+        sc.kill()
+
+
 def test_feature_already_on_is_left_alone(data_dir: Path, meili: FakeMeilisearch) -> None:
     meili.chat_enabled = True
     sc = spawn(data_dir, "--allow-meilisearch", meili.url, "--base-url", "openai=https://gateway.example.com/v1",

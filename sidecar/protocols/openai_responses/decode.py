@@ -134,21 +134,21 @@ class Decoder:
         if kind == "response.output_text.delta" or kind == "response.refusal.delta":
             if ev.delta:
                 self._refused = self._refused or kind == "response.refusal.delta"
-                self._streamed.add(self._part(ev))
+                self._streamed.add(self._part(kind, ev))
                 out.append(TextDeltaEvent(text=ev.delta))
         elif kind == "response.output_text.done" or kind == "response.refusal.done":
             whole = ev.text if kind == "response.output_text.done" else ev.refusal
-            if whole and self._part(ev) not in self._streamed:  # no deltas came for it: the whole at once
+            if whole and self._part(kind, ev) not in self._streamed:  # no deltas came for it: the whole at once
                 self._refused = self._refused or kind == "response.refusal.done"
                 out.append(TextDeltaEvent(text=whole))
         elif kind == "response.reasoning_summary_text.delta" or kind == "response.reasoning_text.delta":
             if ev.delta:
                 if ev.item_id:
                     self._reasoning.add(ev.item_id)
-                self._streamed.add(self._part(ev))
+                self._streamed.add(self._part(kind, ev))
                 out.append(ReasoningDeltaEvent(text=ev.delta))
         elif kind == "response.reasoning_summary_text.done" or kind == "response.reasoning_text.done":
-            if ev.text and self._part(ev) not in self._streamed:
+            if ev.text and self._part(kind, ev) not in self._streamed:
                 out.append(ReasoningDeltaEvent(text=ev.text))
         elif kind == "response.reasoning_summary_part.added":
             if ev.summary_index:  # the parts of one summary, a paragraph apart
@@ -189,12 +189,11 @@ class Decoder:
         return out
 
     @staticmethod
-    def _part(ev: _Event) -> tuple[str, str, int]:
-        """Which text a delta or ``.done`` belongs to: a summary part, or a content part of an item."""
-        if "summary" in ev.type:
+    def _part(kind: str, ev: _Event) -> tuple[str, str, int]:
+        """Which text a delta or ``.done`` (of type ``kind``) belongs to: a summary part, or a content part."""
+        if "summary" in kind:
             return "summary", ev.item_id or "", ev.summary_index or 0
-        kind = "reasoning" if "reasoning" in ev.type else "content"
-        return kind, ev.item_id or "", ev.content_index or 0
+        return "reasoning" if "reasoning" in kind else "content", ev.item_id or "", ev.content_index or 0
 
     def _error(self, err: Any) -> SidecarError:
         """An error the upstream reported in the stream (its HTTP status was 200): the code and words decide."""
