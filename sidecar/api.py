@@ -46,6 +46,12 @@ from .types import (
     LoopIdParams,
     LoopMessages,
     ModelInfo,
+    OAuthCancelResult,
+    OAuthFlowParams,
+    OAuthSignInStarted,
+    OAuthSignOutResult,
+    OAuthStartParams,
+    OAuthStatus,
     ProviderConfig,
     ProviderHealth,
     ProviderIdParams,
@@ -78,6 +84,7 @@ from .types import (
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from .auth import Flows, SignIns
     from .credentials import Credentials
     from .engine import Engine
     from .lazy import Lazy
@@ -109,6 +116,7 @@ class Api:
         usage: Lazy[UsageStore],
         proxy: Lazy[ProxyManager],
         local: LocalModels,
+        sign_ins: Lazy[SignIns],
     ) -> None:
         self.engine = engine
         self.registry = registry
@@ -119,6 +127,14 @@ class Api:
         self.usage = usage
         self.proxy = proxy
         self.local = local
+        self.sign_ins = sign_ins
+
+    @cached_property
+    def flows(self) -> Flows:
+        """Sign-in flows, built (and imported) on first use."""
+        from .auth import Flows
+
+        return Flows(self.registry, self.sign_ins.get())
 
     @cached_property
     def loops(self) -> LoopManager:
@@ -157,6 +173,8 @@ class Api:
             extra_body=cfg.extra_body,
             default_models=cfg.default_models,
             limits=provider.limits or UNSET,
+            auth=provider.auth,  # type: ignore[arg-type]
+            signed_in=self.credentials.signed_in(provider) if provider.oauth is not None else UNSET,
         )
 
     # --- streaming ----------------------------------------------------------------------
@@ -225,8 +243,8 @@ class Api:
     async def llm_remove_custom_provider(self, ctx: RequestContext, params: ProviderIdParams) -> RemovedResult:
         return RemovedResult(removed=self.registry.remove(params.id))
 
-    @rpc_method("Override a provider's base_url, headers, api_key_env, extra_body, limits or (OpenAI-style) "
-                "protocol (persisted; null resets a field).")
+    @rpc_method("Override a provider's base_url, headers, api_key_env, extra_body, limits, (OpenAI-style) "
+                "protocol or (custom providers) oauth sign-in (persisted; null resets a field).")
     async def configure_provider(self, ctx: RequestContext, params: ConfigureProviderParams) -> ProviderInfo:
         provider = self.registry.configure(params)
         self.engine.forget_models(provider.id)
@@ -423,6 +441,28 @@ class Api:
             if source is not None:
                 out.append(SavedProvider(provider=p.id, has_api_key=True, source=source))
         return out
+
+    # --- signing in (OAuth) ----------------------------------------------------------------
+
+    @rpc_method(
+        "Start signing in to a provider: a device code to show (kind device: verification_uri, user_code) or a URL "
+        "for the app to open (kind browser: authorize_url); progress follows as oauth-<flow_id> notifications."
+    )
+    async def oauth_sign_in_start(self, ctx: RequestContext, params: OAuthStartParams) -> OAuthSignInStarted:
+        server = ctx.server
+        return await self.flows.start(params.provider, server.notify, ctx.spawn, ctx.responded, server.input_closed)
+
+    @rpc_method("Cancel a sign-in; its oauth-<flow_id> notifications end with an error of code cancelled.")
+    async def oauth_sign_in_cancel(self, ctx: RequestContext, params: OAuthFlowParams) -> OAuthCancelResult:
+        return OAuthCancelResult(cancelled=self.flows.cancel(params.flow_id))
+
+    @rpc_method("Whether a provider is signed in, as whom and until when; never a token.")
+    async def oauth_status(self, ctx: RequestContext, params: ProviderParams) -> OAuthStatus:
+        return await self.sign_ins.get().status(self.flows.provider(params.provider))
+
+    @rpc_method("Sign out of a provider: its tokens are deleted from the keychain.")
+    async def oauth_sign_out(self, ctx: RequestContext, params: ProviderParams) -> OAuthSignOutResult:
+        return OAuthSignOutResult(signed_out=await self.sign_ins.get().sign_out(self.flows.provider(params.provider)))
 
     # --- the process ---------------------------------------------------------------------
 

@@ -12,19 +12,20 @@ import msgspec
 
 from . import PROTOCOL_VERSION, __version__
 from .api import Api, rpc_method
-from .credentials import Credentials
+from .credentials import Credentials, Grant
 from .engine import Engine
 from .errors import SidecarError
 from .lazy import Lazy
 from .local import LocalModels
 from .protocols import WireProtocol, get_protocol
-from .providers import Registry
+from .providers import Provider, Registry
 from .rpc import RpcError, RpcServer, protect_stdout
 from .settings import SettingsStore
 from .trust import Trust
 from .types import SidecarReady
 
 if TYPE_CHECKING:
+    from .auth import SignIns
     from .proxy import ProxyManager
     from .usage import UsageStore
 
@@ -44,6 +45,8 @@ class App:
         self.settings = SettingsStore(data_dir)
         self.registry = Registry(self.settings, self.trust)
         self.credentials = Credentials(keyring_service, self.settings, self.trust)
+        self.sign_ins: Lazy[SignIns] = Lazy(self._build_sign_ins)
+        self.credentials.tokens = _LazyTokens(self.sign_ins, self.settings)
         self.local = LocalModels(self.settings)
         """the registered GGUF models and their runtime (llama-cpp-python imported on first use)"""
         self._local_protocol: WireProtocol | None = None
@@ -63,6 +66,7 @@ class App:
             usage=self.usage,
             proxy=self.proxy,
             local=self.local,
+            sign_ins=self.sign_ins,
         )
         self.rpc: RpcServer | None = None
         """the serving RPC server, once ``serve`` runs: long-lived tasks (the proxy) are spawned in it"""
@@ -77,6 +81,11 @@ class App:
         if self._local_protocol is None:
             self._local_protocol = local_protocol(self.local)
         return self._local_protocol
+
+    def _build_sign_ins(self) -> SignIns:
+        from .auth import SignIns
+
+        return SignIns(self.credentials, self.settings, self.trust)
 
     def _build_usage(self) -> UsageStore:
         from .usage import UsageStore, catalog_prices
@@ -115,6 +124,26 @@ class App:
         finally:
             self._served = True
             await self.engine.aclose()
+            if self.sign_ins.built is not None:
+                await self.sign_ins.built.aclose()
             usage = self.usage.built
             if usage is not None:
                 usage.close()
+
+
+class _LazyTokens:
+    """The sign-ins as the credentials' token source, built (and imported) only when a signed-in provider is used."""
+
+    def __init__(self, sign_ins: Lazy[SignIns], settings: SettingsStore) -> None:
+        self._sign_ins = sign_ins
+        self._settings = settings
+
+    async def grant(self, provider: Provider) -> Grant:
+        return await self._sign_ins.get().grant(provider)
+
+    async def rejected(self, provider: Provider, token: str) -> bool:
+        return await self._sign_ins.get().rejected(provider, token)
+
+    def signed_in(self, provider: Provider) -> bool:
+        """From the settings' index: listing providers never builds the sign-ins."""
+        return provider.id in self._settings.value.signed_in

@@ -108,6 +108,9 @@ def _trust_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
                         help="let configure_chat_workspace give a provider's own key to the Meilisearch at URL; "
                         "others are configured through the local proxy (repeatable; env "
                         "LLM_SIDECAR_ALLOW_MEILISEARCH=URL,...)")
+    parser.add_argument("--oauth-url", action="append", metavar="PROVIDER=URL", default=d([]),
+                        help="move a built-in provider's sign-in endpoints (and Copilot's token exchange) to URL's "
+                        "origin, e.g. a GitHub Enterprise host (repeatable; env LLM_SIDECAR_OAUTH_URLS=PROVIDER=URL,...)")
     parser.add_argument("--claude-path", metavar="PATH", default=d(None),
                         help="the Claude Code program the claude-code provider runs (default: env CLAUDE_CODE_PATH, "
                         "then claude on PATH)")
@@ -176,7 +179,8 @@ def _app(args: argparse.Namespace) -> App:
     from .trust import Trust
 
     try:
-        trust = Trust.from_options(args.base_url, args.allow_env, args.allow_meilisearch, claude_path=args.claude_path)
+        trust = Trust.from_options(args.base_url, args.allow_env, args.allow_meilisearch, claude_path=args.claude_path,
+                                   oauth_urls=args.oauth_url)
     except ValueError as exc:
         print(f"llm-sidecar: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -1,4 +1,5 @@
-"""API keys: the OS keychain (via keyring) first, then the provider's environment variable.
+"""API keys: the OS keychain (via keyring) first, then the provider's environment variable; for a provider one
+signs in to, the access token its ``TokenSource`` (``sidecar/auth``) keeps.
 
 Every keyring call runs in a worker thread under a timeout, because a locked or
 prompting collection can block for minutes. The sidecar never picks a plaintext store
@@ -10,10 +11,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -117,6 +118,35 @@ class Lookup:
     """why the keychain could not be read (then only the environment was consulted)"""
 
 
+@dataclass(frozen=True)
+class Grant:
+    """What a signed-in provider's requests carry now: its access token, where they may go, and how."""
+
+    token: str
+    hosts: frozenset[str]
+    """the hosts the token was issued for: it is sent nowhere else"""
+    base_url: str | None = None
+    """where requests go when the sign-in says (Copilot's API base from its token answer); None: the provider's"""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """headers the sign-in adds (ChatGPT's account id)"""
+
+
+class TokenSource(Protocol):
+    """The sign-ins (``sidecar/auth``): a valid access token for a provider with ``oauth``, refreshed as needed."""
+
+    async def grant(self, provider: Provider) -> Grant:
+        """A token valid now (refreshed before expiry, single-flight); ``authentication_failed`` when signed out."""
+        ...
+
+    async def rejected(self, provider: Provider, token: str) -> bool:
+        """The upstream answered 401 to ``token``: refresh once (single-flight); False when that cannot help."""
+        ...
+
+    def signed_in(self, provider: Provider) -> bool:
+        """Whether tokens are saved for it, from the settings' index (without asking the keychain)."""
+        ...
+
+
 def check_sendable(key: str, provider: Provider, source: str) -> None:
     """A key with an invisible or non-ASCII character (pasted with it) cannot go in a header."""
     if not header_safe(key):
@@ -132,6 +162,8 @@ class Credentials:
         self._trust = trust or Trust()
         self._timeout = timeout
         self._backend = _Backend()
+        self.tokens: TokenSource | None = None
+        """the sign-ins, set by the app; requests to a provider with ``oauth`` get their token from it"""
 
     # --- keyring calls, each in a worker thread under a timeout --------------------
 
@@ -202,11 +234,16 @@ class Credentials:
         return Lookup(None, problem)
 
     async def key_for(self, provider: Provider, url: str) -> str | None:
-        """The key to send to ``url`` for ``provider`` now; None when none is needed and none is there.
+        """The key (or a signed-in provider's access token) to send to ``url`` for ``provider`` now; None when
+        none is needed and none is there.
 
         Raises ``missing_api_key`` when one is needed and none is found, ``key_host_mismatch`` when the key
-        belongs to another host.
+        belongs to another host, ``authentication_failed`` when a provider one signs in to is signed out.
         """
+        if provider.oauth is not None:
+            grant = await self.grant(provider)
+            KeyBinding(grant.hosts, "from its sign-in").check(url, provider.id)
+            return grant.token
         found = await self.lookup(provider)
         if found.key is None:
             if provider.requires_api_key:
@@ -215,6 +252,48 @@ class Credentials:
         found.key.binding.check(url, provider.id)
         check_sendable(found.key.value, provider, found.key.source)
         return found.key.value
+
+    async def grant(self, provider: Provider) -> Grant:
+        if self.tokens is None:
+            raise SidecarError("authentication_failed", f"{provider.id}: sign-in is not available here",
+                               provider=provider.id)
+        grant = await self.tokens.grant(provider)
+        check_sendable(grant.token, provider, "its sign-in")
+        return grant
+
+    async def authorized(self, provider: Provider) -> tuple[Provider, str | None]:
+        """``provider`` as its sign-in says to reach it (base URL, headers) and the token to send; for any other
+        provider, itself and its key (``key_for`` its base URL)."""
+        if provider.oauth is None:
+            if not (provider.requires_api_key or provider.api_key_env):
+                return provider, None
+            return provider, await self.key_for(provider, provider.base_url)
+        grant = await self.grant(provider)
+        if grant.base_url is not None or grant.headers:
+            provider = replace(provider, base_url=grant.base_url or provider.base_url,
+                               headers={**provider.headers, **grant.headers})
+        KeyBinding(grant.hosts, "from its sign-in").check(provider.base_url, provider.id)
+        return provider, grant.token
+
+    async def token_rejected(self, provider: Provider, token: str | None) -> bool:
+        """An upstream answered 401 to a signed-in provider's ``token``: True when a refreshed one may be tried."""
+        if provider.oauth is None or self.tokens is None or not token:
+            return False
+        return await self.tokens.rejected(provider, token)
+
+    def signed_in(self, provider: Provider) -> bool:
+        return provider.oauth is not None and self.tokens is not None and self.tokens.signed_in(provider)
+
+    # --- other secrets in the keychain (a sign-in's tokens, as one JSON entry) -------------------------
+
+    async def read_secret(self, user: str, provider: Provider | None = None) -> str | None:
+        return await self._call(lambda kr: kr.get_password(self.service, user), provider) or None
+
+    async def write_secret(self, user: str, value: str, provider: Provider | None = None) -> None:
+        await self._call(partial(_set, self.service, user, value), provider)
+
+    async def delete_secret(self, user: str, provider: Provider | None = None) -> bool:
+        return await self._call(partial(_delete, self.service, user), provider)
 
     def missing(self, provider: Provider, found: Lookup) -> SidecarError:
         env = f" or set {provider.api_key_env}" if provider.api_key_env else ""

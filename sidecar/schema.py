@@ -15,10 +15,11 @@ import msgspec
 
 from . import PROTOCOL_VERSION, __version__
 from .api import rpc_method
-from .types import ContentPart, Message, SidecarReady, StreamEvent
+from .types import ContentPart, Message, OAuthFlowEvent, SidecarReady, StreamEvent
 
 REF = "#/components/schemas/{name}"
-UNIONS: dict[str, Any] = {"Message": Message, "ContentPart": ContentPart, "StreamEvent": StreamEvent}
+UNIONS: dict[str, Any] = {"Message": Message, "ContentPart": ContentPart, "StreamEvent": StreamEvent,
+                          "OAuthFlowEvent": OAuthFlowEvent}
 
 
 def _walk_refs(node: Any) -> set[str]:
@@ -118,6 +119,8 @@ def build() -> dict[str, Any]:
              "params": {"$ref": REF.format(name="SidecarReady")}},
             {"name": "llm-stream-{stream_id}", "summary": "One event of a stream; exactly one done or error "
              "event ends it.", "params": {"$ref": REF.format(name="StreamEvent")}},
+            {"name": "oauth-{flow_id}", "summary": "Progress of a sign-in (oauth_sign_in_start): pending while "
+             "waiting, then exactly one signed_in or error.", "params": {"$ref": REF.format(name="OAuthFlowEvent")}},
         ],
     }
 

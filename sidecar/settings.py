@@ -61,6 +61,8 @@ class Settings(msgspec.Struct):
     """provider id -> the host a saved key is bound to (the host of its base URL when it was saved)"""
     local_models: list[LocalModelInfo] = msgspec.field(default_factory=list)
     """GGUF files registered with register_local_model, sorted by id"""
+    signed_in: list[str] = msgspec.field(default_factory=list)
+    """providers with sign-in tokens in the keychain (the tokens themselves are never here)"""
 
 
 def default_data_dir() -> Path:
@@ -311,6 +313,18 @@ class SettingsStore:
             else:
                 s.key_hosts[provider_id] = host
             return previous
+
+        return self.update(change)
+
+
+    def mark_signed_in(self, provider_id: str, on: bool) -> bool:
+        """Record whether tokens are saved for ``provider_id``; returns whether they were before."""
+
+        def change(s: Settings) -> bool:
+            before = provider_id in s.signed_in
+            rest = set(s.signed_in) - {provider_id}
+            s.signed_in = sorted(rest | {provider_id} if on else rest)
+            return before
 
         return self.update(change)
 

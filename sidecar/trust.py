@@ -8,7 +8,10 @@ webview can be compromised. So:
   base URL the app set (``--base-url openai=URL``); any other variable only when the app allowed it, to the
   host it named (``--allow-env NAME=HOST``);
 - a provider's own key goes to a Meilisearch only when the app allowed that Meilisearch
-  (``--allow-meilisearch URL``).
+  (``--allow-meilisearch URL``);
+- a built-in provider's sign-in endpoints (and Copilot's token exchange) are the catalog's, unless the app moved
+  them to another origin (``--oauth-url PROVIDER=URL``: an enterprise host, or a loopback server in tests); RPC
+  can point a *custom* provider's sign-in anywhere, but its tokens then go only to the hosts they were issued for.
 """
 
 from __future__ import annotations
@@ -53,11 +56,14 @@ class Trust:
     """origins of the Meilisearch instances that may receive a provider's key (``--allow-meilisearch``)"""
     programs: Mapping[str, str] = field(default_factory=dict)
     """provider id -> the program it runs (``--claude-path``, then ``CLAUDE_CODE_PATH``, for ``claude-code``)"""
+    oauth_urls: Mapping[str, str] = field(default_factory=dict)
+    """provider id -> the origin that replaces its catalog sign-in endpoints' (``--oauth-url``,
+    ``LLM_SIDECAR_OAUTH_URLS``)"""
 
     @classmethod
     def from_options(cls, base_urls: Iterable[str] = (), allow_env: Iterable[str] = (),
                      allow_meilisearch: Iterable[str] = (), environ: Mapping[str, str] = os.environ,
-                     claude_path: str | None = None) -> Trust:
+                     claude_path: str | None = None, oauth_urls: Iterable[str] = ()) -> Trust:
         """From the command line's repeatable options and their ``NAME=VALUE,...`` environment twins."""
         urls = _pairs([*_split(environ.get("LLM_SIDECAR_BASE_URLS")), *base_urls], "--base-url PROVIDER=URL")
         for provider, url in urls.items():
@@ -71,8 +77,13 @@ class Trust:
                 raise ValueError(f"--allow-meilisearch: {url!r} is not an http(s) URL")
         claude = claude_path or environ.get("CLAUDE_CODE_PATH") or ""
         programs = {"claude-code": claude.strip()} if claude.strip() else {}
+        oauth = _pairs([*_split(environ.get("LLM_SIDECAR_OAUTH_URLS")), *oauth_urls], "--oauth-url PROVIDER=URL")
+        for provider, url in oauth.items():
+            if not url.startswith(("http://", "https://")) or not host_of(url):
+                raise ValueError(f"--oauth-url {provider}=: {url!r} is not an http(s) URL")
         return cls(base_urls={k: v.rstrip("/") for k, v in urls.items()}, allowed_env=hosts,
-                   meilisearch=frozenset(origin_of(u) for u in meili), programs=programs)
+                   meilisearch=frozenset(origin_of(u) for u in meili), programs=programs,
+                   oauth_urls={k: v.rstrip("/") for k, v in oauth.items()})
 
     def allows_meilisearch(self, url: str) -> bool:
         return origin_of(url) in self.meilisearch

@@ -211,6 +211,8 @@ class ProviderConfig(Wire):
     headers: dict[str, str] | UnsetType = UNSET
     extra_body: dict[str, Any] | UnsetType = UNSET
     default_models: list[str] | UnsetType = UNSET
+    oauth: OAuthConfig | UnsetType = UNSET
+    """sign in instead of a key (custom providers: an app's own OpenAI-compatible gateway)"""
 
 
 class ProviderInfo(Wire):
@@ -228,6 +230,10 @@ class ProviderInfo(Wire):
     extra_body: dict[str, Any] | UnsetType = UNSET
     default_models: list[str] | UnsetType = UNSET
     limits: ProviderLimits | UnsetType = UNSET
+    auth: Literal["api_key", "oauth", "none"] | UnsetType = UNSET
+    """how requests authenticate: a key, a sign-in (``oauth_sign_in_start``), or nothing"""
+    signed_in: bool | UnsetType = UNSET
+    """``auth: "oauth"`` only: tokens are saved for it (``oauth_status`` checks them)"""
 
 
 class ModelInfo(Wire):
@@ -477,6 +483,8 @@ class ConfigureProviderParams(Wire):
     protocol: Literal["openai", "openai-responses"] | UnsetType | None = UNSET
     """an OpenAI-style provider's API: ``openai-responses`` sends every request to its Responses API
     (``/responses``), ``openai`` to Chat Completions; only between these two (issue 16)"""
+    oauth: OAuthConfig | UnsetType | None = UNSET
+    """custom providers only; changing an endpoint's host signs the provider out"""
 
 
 class HealthParams(Wire):
@@ -721,6 +729,88 @@ class SidecarReady(Wire):
     version: str
     protocol_version: int
     pid: int
+
+
+# --- OAuth sign-in (issue 17) ----------------------------------------------------------
+
+
+class OAuthConfig(Wire, kw_only=True):
+    """How to sign in to a provider, in RFC 8414's names: the device grant (RFC 8628) or the authorization
+    code grant with PKCE and a loopback redirect (RFC 7636, RFC 8252)."""
+
+    flow: Literal["device", "browser"]
+    device_authorization_endpoint: str | UnsetType = UNSET
+    """``flow: "device"``: where the code is requested"""
+    authorization_endpoint: str | UnsetType = UNSET
+    """``flow: "browser"``: the page the app opens"""
+    token_endpoint: str
+    client_id: str
+    """the public client's id (sent in the form body; there is no client secret)"""
+    scopes: list[str] = []
+    extra_params: dict[str, str] | UnsetType = UNSET
+    """added to the device-code request or the authorize URL"""
+
+
+class OAuthStartParams(Wire):
+    provider: str
+
+
+class OAuthSignInStarted(Wire):
+    """Progress follows as ``oauth-<flow_id>`` notifications until ``signed_in`` or ``error``."""
+
+    flow_id: str
+    kind: Literal["device", "browser"]
+    verification_uri: str | UnsetType = UNSET
+    """device: the page where the user enters ``user_code``"""
+    user_code: str | UnsetType = UNSET
+    verification_uri_complete: str | UnsetType = UNSET
+    """device, when the server gives one: the page with the code filled in"""
+    expires_in: int | UnsetType = UNSET
+    """seconds the code (device) or the listener (browser) stays valid"""
+    authorize_url: str | UnsetType = UNSET
+    """browser: the URL the app opens in the user's browser (the sidecar opens no windows)"""
+
+
+class OAuthFlowParams(Wire):
+    flow_id: str
+
+
+class OAuthCancelResult(Wire):
+    cancelled: bool
+
+
+class OAuthStatus(Wire):
+    provider: str
+    signed_in: bool
+    account: str | UnsetType = UNSET
+    """who is signed in, where the provider says (an e-mail, a login); never a token"""
+    expires_at: int | UnsetType = UNSET
+    """unix time (seconds) the access token expires; it is refreshed before then"""
+
+
+class OAuthSignOutResult(Wire):
+    signed_out: bool
+
+
+class OAuthEvent(Wire, tag_field="type", kw_only=True):
+    """Params of an ``oauth-<flow_id>`` notification."""
+
+    flow_id: str = ""
+
+
+class OAuthPendingEvent(OAuthEvent, tag="pending"):
+    """Still waiting for the user (each poll of the device flow; once when the browser flow listens)."""
+
+
+class OAuthSignedInEvent(OAuthEvent, tag="signed_in"):
+    account: str | UnsetType = UNSET
+
+
+class OAuthErrorEvent(OAuthEvent, tag="error"):
+    error: ErrorInfo
+
+
+OAuthFlowEvent = OAuthPendingEvent | OAuthSignedInEvent | OAuthErrorEvent
 
 
 # --- stream events (params of `llm-stream-<stream_id>` notifications) ------------------

@@ -46,7 +46,7 @@ def test_openrpc_document_shape() -> None:
         for p in m["params"]:
             assert set(p) == {"name", "required", "schema"}
     names = [n["name"] for n in SCHEMA["x-notifications"]]
-    assert names == ["sidecar-ready", "llm-stream-{stream_id}"]
+    assert names == ["sidecar-ready", "llm-stream-{stream_id}", "oauth-{flow_id}"]
     components = SCHEMA["components"]["schemas"]
     for schema in components.values():
         Draft202012Validator.check_schema(schema)

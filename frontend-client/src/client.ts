@@ -6,6 +6,8 @@ import {
   type SidecarMethodName,
   type SidecarMethods,
   type SidecarNotifications,
+  type OAuthFlowEvent,
+  type OAuthSignInStarted,
   type SidecarReady,
   type StreamEvent,
   type StreamTextParams,
@@ -46,6 +48,27 @@ export type CallArgs<M extends SidecarMethodName> =
 // ---------------------------------------------------------------------------------------------
 // Options
 // ---------------------------------------------------------------------------------------------
+
+/** Options of {@link SidecarClient.signIn}. */
+export interface SignInOptions {
+  /**
+   * Called once the sign-in started, with what the user needs: for `kind: "device"` show `user_code` and
+   * `verification_uri` (the user types the code there); for `kind: "browser"` open `authorize_url` in the
+   * user's browser (the sidecar never opens windows). A throw here cancels the sign-in.
+   */
+  onCode?: (started: OAuthSignInStarted) => void;
+  /** Called for each `pending` notification (still waiting for the user). */
+  onPending?: () => void;
+  /** Cancels the sign-in (`oauth_sign_in_cancel`); `signIn` then rejects with SidecarError `cancelled`. */
+  signal?: AbortSignal;
+}
+
+/** What {@link SidecarClient.signIn} resolves with. */
+export interface SignedIn {
+  flowId: string;
+  /** Who signed in, when the provider says (an e-mail, a login). */
+  account?: string;
+}
 
 /** Options of one call. */
 export interface CallOptions {
@@ -591,6 +614,80 @@ export class SidecarClient {
     const result = run();
     result.catch(() => undefined);
     return { streamId, abort: () => controller.abort(), result };
+  }
+
+  // --- signing in ------------------------------------------------------------------------------
+
+  /**
+   * Signs in to a provider that uses OAuth (`auth: "oauth"` in `listProviders`): starts the flow
+   * (`oauth_sign_in_start`), hands the code or URL to `options.onCode`, and resolves when the sidecar
+   * reports `signed_in` (the tokens are then in the OS keychain). Rejects with the flow's error as a
+   * SidecarError (`permission_denied` when the user denied, `timeout` when the code expired, `cancelled`
+   * after `options.signal` fired), or when the start itself failed.
+   *
+   * The flow's notifications are listened to before the start is sent, so none is missed.
+   */
+  signIn(provider: string, options: SignInOptions = {}): Promise<SignedIn> {
+    const { signal } = options;
+    if (signal?.aborted) {
+      return Promise.reject(SidecarError.local("cancelled", "the sign-in was aborted before it started", { cause: signal.reason }));
+    }
+    return new Promise<SignedIn>((resolve, reject) => {
+      let flowId: string | undefined;
+      let settled = false;
+      const early: Array<[string, OAuthFlowEvent]> = [];
+      const cancelFlow = (): void => {
+        if (flowId !== undefined) this.call("oauth_sign_in_cancel", { flow_id: flowId }).catch(() => undefined);
+      };
+      const finish = (settle: () => void): void => {
+        if (settled) return;
+        settled = true;
+        offAny();
+        offFailure();
+        signal?.removeEventListener("abort", onAbort);
+        settle();
+      };
+      const handle = (event: OAuthFlowEvent): void => {
+        if (event.type === "pending") {
+          options.onPending?.();
+        } else if (event.type === "signed_in") {
+          const done: SignedIn = { flowId: event.flow_id };
+          if (event.account !== undefined) done.account = event.account;
+          finish(() => resolve(done));
+        } else {
+          finish(() => reject(new SidecarError(RpcErrorCode.Domain, event.error.message, { data: event.error })));
+        }
+      };
+      const offAny = this.onNotification((method, params) => {
+        if (!method.startsWith("oauth-")) return;
+        if (flowId === undefined) early.push([method, params as OAuthFlowEvent]);
+        else if (method === `oauth-${flowId}`) handle(params as OAuthFlowEvent);
+      });
+      const offFailure = this.onFailure((error) => finish(() => reject(error)));
+      const onAbort = (): void => {
+        cancelFlow();
+        finish(() => reject(SidecarError.local("cancelled", "the sign-in was aborted", { cause: signal?.reason })));
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.call("oauth_sign_in_start", { provider }).then(
+        (started) => {
+          flowId = started.flow_id;
+          if (settled) {
+            cancelFlow();
+            return;
+          }
+          try {
+            options.onCode?.(started);
+          } catch (error) {
+            cancelFlow();
+            finish(() => reject(error));
+            return;
+          }
+          for (const [method, event] of early.splice(0)) if (method === `oauth-${started.flow_id}`) handle(event);
+        },
+        (error: unknown) => finish(() => reject(error)),
+      );
+    });
   }
 
   // --- lifecycle -----------------------------------------------------------------------------

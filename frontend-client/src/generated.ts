@@ -10,6 +10,7 @@
 export type ContentPart =
   TextPart | ImagePart | ToolCallPart | ReasoningPart | RedactedReasoningPart;
 export type Message = SystemMessage | UserMessage | AssistantMessage | ToolMessage;
+export type OAuthFlowEvent = OAuthPendingEvent | OAuthSignedInEvent | OAuthErrorEvent;
 export type StreamEvent =
   | StartEvent
   | TextDeltaEvent
@@ -250,6 +251,7 @@ export interface ConfigureProviderParams {
   } | null;
   limits?: ProviderLimits | null;
   protocol?: ("openai" | "openai-responses") | null;
+  oauth?: OAuthConfig | null;
 }
 /**
  * Per-provider defaults for resilience; a request's own ``timeouts``/``retry`` win over them.
@@ -261,6 +263,21 @@ export interface ProviderLimits {
   requests_per_minute?: number;
   breaker_threshold?: number;
   breaker_cooldown_ms?: number;
+}
+/**
+ * How to sign in to a provider, in RFC 8414's names: the device grant (RFC 8628) or the authorization
+ * code grant with PKCE and a loopback redirect (RFC 7636, RFC 8252).
+ */
+export interface OAuthConfig {
+  flow: "browser" | "device";
+  device_authorization_endpoint?: string;
+  authorization_endpoint?: string;
+  token_endpoint: string;
+  client_id: string;
+  scopes?: string[];
+  extra_params?: {
+    [k: string]: string;
+  };
 }
 export interface DeletedResult {
   deleted: boolean;
@@ -441,6 +458,53 @@ export interface ModelInfo {
   supports_embedding?: boolean;
   api?: "chat" | "responses";
 }
+export interface OAuthCancelResult {
+  cancelled: boolean;
+}
+export interface OAuthErrorEvent {
+  type: "error";
+  error: ErrorInfo;
+  flow_id: string;
+}
+/**
+ * Still waiting for the user (each poll of the device flow; once when the browser flow listens).
+ */
+export interface OAuthPendingEvent {
+  type: "pending";
+  flow_id: string;
+}
+export interface OAuthSignedInEvent {
+  type: "signed_in";
+  account?: string;
+  flow_id: string;
+}
+export interface OAuthFlowParams {
+  flow_id: string;
+}
+/**
+ * Progress follows as ``oauth-<flow_id>`` notifications until ``signed_in`` or ``error``.
+ */
+export interface OAuthSignInStarted {
+  flow_id: string;
+  kind: "browser" | "device";
+  verification_uri?: string;
+  user_code?: string;
+  verification_uri_complete?: string;
+  expires_in?: number;
+  authorize_url?: string;
+}
+export interface OAuthSignOutResult {
+  signed_out: boolean;
+}
+export interface OAuthStartParams {
+  provider: string;
+}
+export interface OAuthStatus {
+  provider: string;
+  signed_in: boolean;
+  account?: string;
+  expires_at?: number;
+}
 export interface ProviderConfig {
   id: string;
   name: string;
@@ -464,6 +528,7 @@ export interface ProviderConfig {
     [k: string]: unknown;
   };
   default_models?: string[];
+  oauth?: OAuthConfig;
 }
 export interface ProviderHealth {
   provider: string;
@@ -518,6 +583,8 @@ export interface ProviderInfo {
   };
   default_models?: string[];
   limits?: ProviderLimits;
+  auth?: "api_key" | "none" | "oauth";
+  signed_in?: boolean;
 }
 export interface ProviderParams {
   provider: string;
@@ -866,7 +933,7 @@ export interface SidecarMethods {
    */
   llm_remove_custom_provider: { params: ProviderIdParams; result: RemovedResult };
   /**
-   * Override a provider's base_url, headers, api_key_env, extra_body, limits or (OpenAI-style) protocol (persisted; null resets a field).
+   * Override a provider's base_url, headers, api_key_env, extra_body, limits, (OpenAI-style) protocol or (custom providers) oauth sign-in (persisted; null resets a field).
    */
   configure_provider: { params: ConfigureProviderParams; result: ProviderInfo };
   /**
@@ -962,6 +1029,22 @@ export interface SidecarMethods {
    */
   list_saved_providers: { params: NoParams; result: ListSavedProvidersResult };
   /**
+   * Start signing in to a provider: a device code to show (kind device: verification_uri, user_code) or a URL for the app to open (kind browser: authorize_url); progress follows as oauth-<flow_id> notifications.
+   */
+  oauth_sign_in_start: { params: OAuthStartParams; result: OAuthSignInStarted };
+  /**
+   * Cancel a sign-in; its oauth-<flow_id> notifications end with an error of code cancelled.
+   */
+  oauth_sign_in_cancel: { params: OAuthFlowParams; result: OAuthCancelResult };
+  /**
+   * Whether a provider is signed in, as whom and until when; never a token.
+   */
+  oauth_status: { params: ProviderParams; result: OAuthStatus };
+  /**
+   * Sign out of a provider: its tokens are deleted from the keychain.
+   */
+  oauth_sign_out: { params: ProviderParams; result: OAuthSignOutResult };
+  /**
    * Version, keychain backend and data dir.
    */
   sidecar_info: { params: NoParams; result: SidecarInfoResult };
@@ -1014,6 +1097,10 @@ export const SIDECAR_METHODS = {
   getApiKey: { method: "get_api_key", params: "required" },
   deleteApiKey: { method: "delete_api_key", params: "required" },
   listSavedProviders: { method: "list_saved_providers", params: "none" },
+  oauthSignInStart: { method: "oauth_sign_in_start", params: "required" },
+  oauthSignInCancel: { method: "oauth_sign_in_cancel", params: "required" },
+  oauthStatus: { method: "oauth_status", params: "required" },
+  oauthSignOut: { method: "oauth_sign_out", params: "required" },
   sidecarInfo: { method: "sidecar_info", params: "none" },
   shutdown: { method: "shutdown", params: "none" },
 } as const;
@@ -1087,7 +1174,7 @@ export interface SidecarMethodFunctions<Options> {
    */
   removeCustomProvider(params: ProviderIdParams, options?: Options): Promise<RemovedResult>;
   /**
-   * Override a provider's base_url, headers, api_key_env, extra_body, limits or (OpenAI-style) protocol (persisted; null resets a field).
+   * Override a provider's base_url, headers, api_key_env, extra_body, limits, (OpenAI-style) protocol or (custom providers) oauth sign-in (persisted; null resets a field).
    *
    * Wire method `configure_provider`.
    */
@@ -1231,6 +1318,30 @@ export interface SidecarMethodFunctions<Options> {
    */
   listSavedProviders(options?: Options): Promise<ListSavedProvidersResult>;
   /**
+   * Start signing in to a provider: a device code to show (kind device: verification_uri, user_code) or a URL for the app to open (kind browser: authorize_url); progress follows as oauth-<flow_id> notifications.
+   *
+   * Wire method `oauth_sign_in_start`.
+   */
+  oauthSignInStart(params: OAuthStartParams, options?: Options): Promise<OAuthSignInStarted>;
+  /**
+   * Cancel a sign-in; its oauth-<flow_id> notifications end with an error of code cancelled.
+   *
+   * Wire method `oauth_sign_in_cancel`.
+   */
+  oauthSignInCancel(params: OAuthFlowParams, options?: Options): Promise<OAuthCancelResult>;
+  /**
+   * Whether a provider is signed in, as whom and until when; never a token.
+   *
+   * Wire method `oauth_status`.
+   */
+  oauthStatus(params: ProviderParams, options?: Options): Promise<OAuthStatus>;
+  /**
+   * Sign out of a provider: its tokens are deleted from the keychain.
+   *
+   * Wire method `oauth_sign_out`.
+   */
+  oauthSignOut(params: ProviderParams, options?: Options): Promise<OAuthSignOutResult>;
+  /**
    * Version, keychain backend and data dir.
    *
    * Wire method `sidecar_info`.
@@ -1262,4 +1373,10 @@ export interface SidecarNotifications {
    * Notification `llm-stream-{stream_id}`.
    */
   [name: `llm-stream-${string}`]: StreamEvent;
+  /**
+   * Progress of a sign-in (oauth_sign_in_start): pending while waiting, then exactly one signed_in or error.
+   *
+   * Notification `oauth-{flow_id}`.
+   */
+  [name: `oauth-${string}`]: OAuthFlowEvent;
 }

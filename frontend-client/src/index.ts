@@ -22,6 +22,8 @@ export {
   type StreamOptions,
   type StreamOutputEvent,
   type StreamResult,
+  type SignedIn,
+  type SignInOptions,
 } from "./client.js";
 export {
   RpcErrorCode,

@@ -115,7 +115,7 @@ class Embedder:
                 raise SidecarError("invalid_request", f"{provider.id}: the {protocol.name} protocol has no "
                                    "embeddings", provider=provider.id)
             await self.http.check(provider)
-            key = await self.preparer.key(provider)
+            provider, key = await self.preparer.authorize(provider)
             return partial(self._http, provider, protocol, key, model, texts, dimensions, options, priority)
         if provider.transport == "local":
             local = self.local

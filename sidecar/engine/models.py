@@ -45,7 +45,7 @@ class ModelLists:
                 key: str | None = params.api_key.strip()
                 check_sendable(params.api_key.strip(), provider, "the api_key given")
             else:
-                key = await self.preparer.key(provider)
+                provider, key = await self.preparer.authorize(provider)
             await self.fetch(provider, key, TEST_TIMEOUT)
         except SidecarError as exc:
             error = exc
@@ -71,7 +71,8 @@ class ModelLists:
                 live[p.id] = cached[1]
                 return
             try:
-                models = await self.fetch(p, await self.preparer.key(p), MODELS_TIMEOUT)
+                reached, key = await self.preparer.authorize(p)
+                models = await self.fetch(reached, key, MODELS_TIMEOUT)
             except SidecarError as exc:
                 log.info("model list of %s not available: %s", p.id, exc.info.message)
                 return

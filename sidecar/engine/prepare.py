@@ -44,8 +44,15 @@ class Preparer:
         transport = self.transport(provider)
         await transport.check(provider)  # e.g. is the provider's program installed
         check_request(params, provider, model)  # a bad schema; images for a model without vision
-        key = await self.key(provider)
+        provider, key = await self.authorize(provider)
         return transport.encode(params, provider, model, key)
+
+    async def renew(self, target: Prepared) -> Prepared | None:
+        """After a 401 to a signed-in provider's token: the request again with a refreshed token (None when
+        refreshing cannot help: not signed in, nothing to refresh)."""
+        if not await self.credentials.token_rejected(target.provider, target.api_key):
+            return None
+        return await self.prepare_for(target.params, self.registry.get(target.provider.id), target.model)
 
     def transport(self, provider: Provider) -> Transport:
         try:
@@ -56,6 +63,9 @@ class Preparer:
 
     async def key(self, provider: Provider) -> str | None:
         """The key to send to the provider's base URL; raises when one is needed and none may go there."""
-        if not (provider.requires_api_key or provider.api_key_env):
-            return None
-        return await self.credentials.key_for(provider, provider.base_url)
+        return (await self.authorize(provider))[1]
+
+    async def authorize(self, provider: Provider) -> tuple[Provider, str | None]:
+        """The provider as its requests reach it (a sign-in may say where, with which headers) and the key or
+        token to send; raises when one is needed and none may go there."""
+        return await self.credentials.authorized(provider)

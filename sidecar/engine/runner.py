@@ -153,10 +153,17 @@ class Runner:
     async def _with_retries(self, target: Prepared, run: RunState) -> DoneEvent:
         policy = policy_for(target.params, target.provider)
         retries = waited = 0
+        renewed = False
         while True:
             try:
                 return await self._attempt(target, run, policy)
             except SidecarError as exc:
+                if exc.code == "authentication_failed" and not renewed and not run.output:
+                    # a signed-in provider's token refused: refresh it once and try again at once
+                    fresh = await self.preparer.renew(target)
+                    if fresh is not None:
+                        target, renewed = fresh, True
+                        continue
                 delay = None if run.output else retry_delay(exc, retries, waited, policy)
                 if delay is None:
                     raise

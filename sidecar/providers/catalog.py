@@ -22,7 +22,7 @@ refused before the network (``invalid_request``); None (unknown) lets the reques
 
 from __future__ import annotations
 
-from ..types import ProviderLimits
+from ..types import OAuthConfig, ProviderLimits
 from .model import Model, Provider
 
 M = Model
@@ -43,6 +43,16 @@ _CLAUDE_MODELS = (
     M("claude-haiku-4-5", "Claude Haiku 4.5 (via Claude Code)", 200_000, 64_000, tools=False, vision=True,
       reasoning=True),
 )
+
+COPILOT_HEADERS = {
+    # Copilot's API answers only clients that say which editor integration they are (as editors that integrate
+    # Copilot do); these are the values VS Code's Copilot Chat sends
+    "Editor-Version": "vscode/1.99.3",
+    "Editor-Plugin-Version": "copilot-chat/0.26.7",
+    "Copilot-Integration-Id": "vscode-chat",
+    "User-Agent": "GitHubCopilotChat/0.26.7",
+    "Openai-Intent": "conversation-panel",
+}
 
 OFFLINE_MODEL = "mock:echo"
 """the built-in model that needs no key and no network (the terminal chat's default)"""
@@ -337,6 +347,53 @@ BUILTIN: tuple[Provider, ...] = (
         api_key_env="LLAMACPP_API_KEY",
         requires_api_key=False,
         is_local=True,
+    ),
+    Provider(
+        # GitHub's device flow with the client id editors' Copilot plugins use, then the GitHub token exchanged
+        # for a short-lived Copilot token whose answer names the API base (individual, business, enterprise)
+        id="github-copilot",
+        name="GitHub Copilot (sign in with GitHub)",
+        protocol="openai",
+        base_url="https://api.githubcopilot.com",
+        headers=COPILOT_HEADERS,
+        oauth=OAuthConfig(
+            flow="device",
+            device_authorization_endpoint="https://github.com/login/device/code",
+            token_endpoint="https://github.com/login/oauth/access_token",
+            client_id="Iv1.b507a08c87ecfe98",
+            scopes=["read:user"],
+        ),
+        session="copilot",
+        session_endpoint="https://api.github.com/copilot_internal/v2/token",
+        session_hosts=("githubcopilot.com",),
+        models=(  # the plan decides which; the live list (GET /models) says
+            M("gpt-4.1", "GPT-4.1 (via Copilot)", tools=True, vision=True),
+            M("gpt-4o", "GPT-4o (via Copilot)", tools=True, vision=True),
+        ),
+    ),
+    Provider(
+        # the browser sign-in (PKCE) of OpenAI's open-source Codex CLI, its client id and registered redirect;
+        # requests go to the ChatGPT plan's Responses endpoint with the account id from the ID token
+        id="chatgpt",
+        name="ChatGPT (sign in with a ChatGPT plan)",
+        protocol="openai-responses",
+        base_url="https://chatgpt.com/backend-api/codex",
+        headers={"OpenAI-Beta": "responses=experimental", "originator": "codex_cli_rs"},
+        oauth=OAuthConfig(
+            flow="browser",
+            authorization_endpoint="https://auth.openai.com/oauth/authorize",
+            token_endpoint="https://auth.openai.com/oauth/token",
+            client_id="app_EMoamEEZ73f0CkXaXp7hrann",
+            scopes=["openid", "profile", "email", "offline_access"],
+            extra_params={"id_token_add_organizations": "true", "codex_cli_simplified_flow": "true",
+                          "originator": "codex_cli_rs"},
+        ),
+        redirect_uri="http://localhost:1455/auth/callback",
+        session="chatgpt",
+        models=(
+            M("gpt-5", "GPT-5 (ChatGPT plan)", tools=True, vision=True, reasoning=True),
+            M("gpt-5-codex", "GPT-5 Codex (ChatGPT plan)", tools=True, vision=True, reasoning=True),
+        ),
     ),
     Provider(
         id="local",

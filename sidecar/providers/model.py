@@ -7,7 +7,7 @@ from typing import Any
 
 from msgspec import UNSET
 
-from ..types import Api, ModelInfo, Protocol, ProviderConfig, ProviderLimits, TransportKind
+from ..types import Api, ModelInfo, OAuthConfig, Protocol, ProviderConfig, ProviderLimits, TransportKind
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,25 @@ class Provider:
     """the most texts one embeddings request may carry, where the service's limit is below its protocol's"""
     responses_path: str = "/responses"
     """openai-responses protocol: the Responses API's path under ``base_url`` (Azure: ``/v1/responses``)"""
+    oauth: OAuthConfig | None = None
+    """sign in instead of a key: requests send the access token (``sidecar/auth``)"""
+    redirect_uri: str | None = None
+    """browser sign-in: the redirect the provider registered for its client (its port is then the listener's);
+    None: ``http://127.0.0.1:<ephemeral port>/callback``"""
+    session: str | None = None
+    """a provider-specific step after sign-in (``copilot``: exchange for a Copilot token; ``chatgpt``: the
+    account header from the ID token); see ``sidecar/auth/sessions.py``"""
+    session_endpoint: str | None = None
+    """the ``copilot`` step's token exchange URL"""
+    session_hosts: tuple[str, ...] = ()
+    """hosts (and their subdomains) an API base learned from the session step may be on"""
+
+    @property
+    def auth(self) -> str:
+        """How requests authenticate: ``oauth``, ``api_key`` or ``none``."""
+        if self.oauth is not None:
+            return "oauth"
+        return "api_key" if self.requires_api_key or self.api_key_env else "none"
 
     @property
     def default_models(self) -> list[str]:
@@ -105,6 +124,7 @@ class Provider:
             headers=self.headers or UNSET,
             extra_body=self.extra_body or UNSET,
             default_models=self.default_models or UNSET,
+            oauth=self.oauth if self.oauth is not None else UNSET,
         )
 
     @classmethod
@@ -122,4 +142,5 @@ class Provider:
             models=tuple(Model(m) for m in cfg.default_models or ()),
             is_local=host in ("localhost", "127.0.0.1", "::1", "0.0.0.0"),
             is_custom=True,
+            oauth=cfg.oauth or None,
         )

@@ -12,7 +12,7 @@ from msgspec import UNSET
 from ..errors import SidecarError, header_safe
 from ..settings import Settings, SettingsStore
 from ..trust import Trust, host_of
-from ..types import ConfigureProviderParams, Protocol, ProviderConfig, ProviderLimits
+from ..types import ConfigureProviderParams, OAuthConfig, Protocol, ProviderConfig, ProviderLimits
 from .catalog import BUILTIN
 from .model import Provider
 from .routing import OPENAI_STYLE
@@ -36,6 +36,57 @@ def _check_headers(headers: dict[str, str] | object | None) -> None:
 def check_url(url: str) -> None:
     if not re.match(r"^https?://[^/\s]+", url) or not url.isprintable() or any(c.isspace() for c in url):
         raise SidecarError("invalid_request", "base_url must be an http:// or https:// URL")
+
+
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def check_oauth(oauth: OAuthConfig) -> None:
+    """An ``oauth`` block given over RPC: https endpoints (http only to this machine), what its flow needs."""
+    needed = "device_authorization_endpoint" if oauth.flow == "device" else "authorization_endpoint"
+    if not isinstance(getattr(oauth, needed), str):
+        raise SidecarError("invalid_request", f"oauth: flow {oauth.flow!r} needs {needed}")
+    for name in ("device_authorization_endpoint", "authorization_endpoint", "token_endpoint"):
+        url = getattr(oauth, name)
+        if not isinstance(url, str):
+            continue
+        check_url(url)
+        host = host_of(url)
+        if not url.startswith("https://") and not (host in _LOOPBACK or host.startswith("127.")):
+            raise SidecarError("invalid_request", f"oauth.{name} must be an https:// URL (http only to this machine)")
+    if not oauth.client_id or not header_safe(oauth.client_id) or " " in oauth.client_id:
+        raise SidecarError("invalid_request", "oauth.client_id must be printable ASCII without spaces")
+    if not all(s and header_safe(s) and " " not in s for s in oauth.scopes):
+        raise SidecarError("invalid_request", "oauth.scopes must be printable ASCII words without spaces")
+    extra = oauth.extra_params or {}
+    if not all(k and k.isprintable() and v.isprintable() for k, v in extra.items()):
+        raise SidecarError("invalid_request", "oauth.extra_params must be printable")
+
+
+def _moved(url: str | None, origin: str) -> str | None:
+    """``url`` with its scheme, host and port replaced by ``origin``'s."""
+    if not url:
+        return url
+    rest = url.split("://", 1)[-1]
+    path = rest[rest.find("/"):] if "/" in rest else ""
+    return origin.rstrip("/") + path
+
+
+def _oauth_moved(p: Provider, origin: str) -> Provider:
+    """A built-in's sign-in endpoints moved by the app's trusted side (``--oauth-url``)."""
+    if p.oauth is None:
+        return p
+    o = p.oauth
+    oauth = msgspec.structs.replace(
+        o,
+        token_endpoint=_moved(o.token_endpoint, origin) or o.token_endpoint,
+        device_authorization_endpoint=(_moved(o.device_authorization_endpoint, origin)
+                                       if isinstance(o.device_authorization_endpoint, str) else UNSET),
+        authorization_endpoint=(_moved(o.authorization_endpoint, origin)
+                                if isinstance(o.authorization_endpoint, str) else UNSET),
+    )
+    return replace(p, oauth=oauth, session_endpoint=_moved(p.session_endpoint, origin),
+                   session_hosts=(*p.session_hosts, host_of(origin)))
 
 
 def _limits(p: Provider, configured: ProviderLimits | None) -> ProviderLimits | None:
@@ -64,6 +115,8 @@ class Registry:
         """A provider as the app's trusted side made it: the catalog's, or the base URL given at start."""
         if p.id in self._trust.programs and not p.is_custom:
             p = replace(p, program=self._trust.programs[p.id])
+        if p.id in self._trust.oauth_urls and not p.is_custom:
+            p = _oauth_moved(p, self._trust.oauth_urls[p.id])
         base_url = self._trust.base_urls.get(p.id, p.base_url)
         own_env = None if p.is_custom else p.api_key_env
         if p.is_custom and p.id not in self._trust.base_urls:
@@ -117,6 +170,8 @@ class Registry:
             raise SidecarError("invalid_request", f"protocol {cfg.protocol!r} is not available for custom providers")
         check_url(cfg.base_url)
         _check_headers(cfg.headers)
+        if isinstance(cfg.oauth, OAuthConfig):
+            check_oauth(cfg.oauth)
         if isinstance(cfg.api_key_env, str):
             self._trust.check_env_name(cfg.api_key_env, None)
         self._settings.upsert_custom(cfg)
@@ -136,7 +191,15 @@ class Registry:
                                                   "in the sidecar's environment)")
         if isinstance(params.api_key_env, str):
             self._trust.check_env_name(params.api_key_env, builtin.own_key_env if builtin else None)
-        fields = ("base_url", "headers", "api_key_env", "extra_body", "limits", "protocol")
+        if builtin is not None and params.oauth is not UNSET:
+            raise SidecarError("invalid_request", f"{params.id}'s sign-in cannot be changed over RPC (the app can move "
+                                                  f"it at start with --oauth-url {params.id}=URL)")
+        if builtin is not None and builtin.oauth is not None and params.base_url is not UNSET:
+            raise SidecarError("invalid_request", f"{params.id}'s base_url cannot be changed over RPC: its sign-in "
+                               f"says where requests go (the app can set --base-url {params.id}=URL)")
+        if isinstance(params.oauth, OAuthConfig):
+            check_oauth(params.oauth)
+        fields = ("base_url", "headers", "api_key_env", "extra_body", "limits", "protocol", "oauth")
         changes = {f: getattr(params, f) for f in fields if getattr(params, f) is not UNSET}
         current = self.get(params.id)  # unknown_provider
         custom = params.id not in self._builtin

@@ -185,9 +185,10 @@ class ProxyManager:
     # --- what it can route to ------------------------------------------------------------
 
     def providers(self) -> list[Provider]:
-        """Providers a request can reach: a key is available, or none is needed."""
+        """Providers a request can reach: a key is available, it is signed in, or none is needed."""
         creds = self.credentials
-        return [p for p in self.registry.all() if not p.requires_api_key or creds.known_source(p) is not None]
+        return [p for p in self.registry.all()
+                if not p.requires_api_key or creds.known_source(p) is not None or creds.signed_in(p)]
 
     async def models(self) -> list[ModelInfo]:
         return await self.engine.list_models(self.providers(), False)
