@@ -30,10 +30,12 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
+from msgspec import UnsetType
 
 from .types import (
     Event,
     ImagePart,
+    Message,
     ReasoningDeltaEvent,
     ReasoningPart,
     StreamTextParams,
@@ -41,6 +43,7 @@ from .types import (
     TextPart,
     ToolCallEvent,
     ToolCallPart,
+    ToolDefinition,
     Usage,
 )
 
@@ -77,12 +80,23 @@ _ENDPOINTS: tuple[tuple[str, str], ...] = (("/tokenize", "content"), ("/extras/t
 """(path at the server root, the request field holding the text): llama.cpp, then llama-cpp-python"""
 
 
-def estimate(text: str) -> int:
+CHARS_PER_TOKEN: dict[str, float] = {}
+"""ASCII characters a token per protocol family where the recorded streams say otherwise than
+``ASCII_CHARS_PER_TOKEN`` (bench/token_estimate.py measures them; filled in below)"""
+
+
+def estimate(text: str, chars_per_token: float = ASCII_CHARS_PER_TOKEN) -> int:
     """Tokens in ``text`` by its characters (see ``ASCII_CHARS_PER_TOKEN``)."""
     if not text:
         return 0
     other = len(text) - len(text.encode("ascii", "ignore"))
-    return math.ceil((len(text) - other) / ASCII_CHARS_PER_TOKEN + other / OTHER_CHARS_PER_TOKEN)
+    return math.ceil((len(text) - other) / chars_per_token + other / OTHER_CHARS_PER_TOKEN)
+
+
+def chars_per_token(protocol: str) -> float:
+    """The calibrated characters a token for a provider's protocol family (``ASCII_CHARS_PER_TOKEN`` when
+    the fixtures say nothing of it)."""
+    return CHARS_PER_TOKEN.get(protocol, ASCII_CHARS_PER_TOKEN)
 
 
 @dataclass
@@ -94,6 +108,27 @@ class Prompt:
     images: int
 
 
+def message_text(msg: Message) -> tuple[str, int]:
+    """One message's text as the model reads it (tool calls as name and JSON arguments), and its images."""
+    if isinstance(msg.content, str):
+        return msg.content, 0
+    parts: list[str] = []
+    images = 0
+    for p in msg.content:
+        if isinstance(p, TextPart | ReasoningPart):
+            parts.append(p.text)
+        elif isinstance(p, ToolCallPart):
+            parts += (p.name, msgspec.json.encode(p.arguments).decode())
+        elif isinstance(p, ImagePart):
+            images += 1
+    return "\n".join(parts), images
+
+
+def tools_text(tools: list[ToolDefinition] | UnsetType) -> str:
+    """The tool definitions as templates render them: JSON."""
+    return "\n".join(msgspec.json.encode(t).decode() for t in tools) if isinstance(tools, list) else ""
+
+
 def prompt_of(params: StreamTextParams) -> Prompt:
     """The system prompt, every message's text, tool calls and results, and the tool definitions."""
     parts: list[str] = []
@@ -103,20 +138,26 @@ def prompt_of(params: StreamTextParams) -> Prompt:
         messages += 1
     for msg in params.messages:
         messages += 1
-        if isinstance(msg.content, str):
-            parts.append(msg.content)
-            continue
-        for p in msg.content:
-            if isinstance(p, TextPart | ReasoningPart):
-                parts.append(p.text)
-            elif isinstance(p, ToolCallPart):
-                parts += (p.name, msgspec.json.encode(p.arguments).decode())
-            elif isinstance(p, ImagePart):
-                images += 1
+        text, pictures = message_text(msg)
+        parts.append(text)
+        images += pictures
     if isinstance(params.tools, list):
-        for t in params.tools:
-            parts.append(msgspec.json.encode(t).decode())  # templates render the definitions as JSON
+        parts.append(tools_text(params.tools))
     return Prompt("\n".join(parts), messages, images)
+
+
+def message_tokens(msg: Message, chars: float = ASCII_CHARS_PER_TOKEN) -> int:
+    """The estimate of one message in a prompt, its template's tokens and images included."""
+    text, images = message_text(msg)
+    return estimate(text, chars) + PER_MESSAGE + images * IMAGE_TOKENS
+
+
+def prompt_tokens(params: StreamTextParams, chars: float = ASCII_CHARS_PER_TOKEN) -> int:
+    """The estimate of a request's whole prompt (what ``usage`` would say its input tokens are)."""
+    fixed = PRIMING + estimate(tools_text(params.tools), chars)
+    if isinstance(params.system, str):
+        fixed += estimate(params.system, chars) + PER_MESSAGE
+    return fixed + sum(message_tokens(m, chars) for m in params.messages)
 
 
 class OutputTally:
@@ -199,6 +240,14 @@ class TokenCounter:
         if tally.reasoning_chars:
             usage.reasoning_tokens = reasoning_tokens
         return usage
+
+    async def count_text(
+        self, http: httpx.AsyncClient, provider: Provider, headers: dict[str, str], text: str
+    ) -> int | None:
+        """``text``'s tokens by the server's tokenizer (None: it has none); raises when the tokenizer fails."""
+        with anyio.fail_after(COUNT_TIMEOUT * 4):
+            counted = await self._count(http, provider, headers, (text, "", ""))
+        return None if counted is None else counted[0]
 
     async def _count(
         self, http: httpx.AsyncClient, provider: Provider, headers: dict[str, str], texts: tuple[str, str, str]

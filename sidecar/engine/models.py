@@ -54,6 +54,19 @@ class ModelLists:
             return TestConnectionResult(ok=True, latency_ms=ms)
         return TestConnectionResult(ok=False, latency_ms=ms, error=error.info)
 
+    async def model(self, provider: Provider, model_id: str) -> Model | None:
+        """One model of the provider's live list (cached like ``list_models``; asked when not cached); None
+        when the list does not have it or cannot be read."""
+        cached = self._models.get(provider.id)
+        if cached is None or time.monotonic() - cached[0] >= MODELS_TTL:
+            try:
+                models = await self.fetch(provider, await self.preparer.key(provider), MODELS_TIMEOUT)
+            except SidecarError as exc:
+                log.info("model list of %s not available: %s", provider.id, exc.info.message)
+                return None
+            cached = self._models[provider.id] = (time.monotonic(), models)
+        return next((m for m in cached[1] if m.id == model_id), None)
+
     def forget(self, provider_id: str) -> None:
         self._models.pop(provider_id, None)
 

@@ -11,9 +11,9 @@ from msgspec import UNSET
 from ..errors import SidecarError, header_safe
 from ..settings import Settings, SettingsStore
 from ..trust import Trust, host_of
-from ..types import ConfigureProviderParams, ProviderConfig, ProviderLimits
+from ..types import ConfigureProviderParams, ModelLimits, ProviderConfig, ProviderLimits
 from .catalog import BUILTIN
-from .model import Provider
+from .model import Model, Provider
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
@@ -45,6 +45,23 @@ def _limits(p: Provider, configured: ProviderLimits | None) -> ProviderLimits | 
     return ProviderLimits(**merged)
 
 
+def _with_limits(models: tuple[Model, ...], limits: dict[str, ModelLimits] | None) -> tuple[Model, ...]:
+    """The catalog's models with configure_provider's limits over theirs; a model it does not know is added."""
+    if not limits:
+        return models
+    out = []
+    for m in models:
+        given = limits.get(m.id)
+        if given is not None:
+            m = replace(m, context_window=given.context_window or m.context_window,
+                        max_output_tokens=given.max_output_tokens or m.max_output_tokens)
+        out.append(m)
+    known = {m.id for m in models}
+    out += [Model(mid, context_window=g.context_window or None, max_output_tokens=g.max_output_tokens or None)
+            for mid, g in sorted(limits.items()) if mid not in known]
+    return tuple(out)
+
+
 class Registry:
     def __init__(self, settings: SettingsStore, trust: Trust | None = None) -> None:
         self._settings = settings
@@ -74,10 +91,12 @@ class Registry:
         o = settings.overrides.get(p.id)
         if o is None:
             return p
+        models = _with_limits(p.models, o.models)
         if p.is_custom:  # a custom provider's own fields are changed in place; only limits live here
-            return replace(p, limits=o.limits)
+            return replace(p, limits=o.limits, models=models)
         return replace(
             p,
+            models=models,
             limits=_limits(p, o.limits),
             base_url=(o.base_url or p.base_url).rstrip("/"),
             headers={**p.headers, **(o.headers or {})},
@@ -126,7 +145,7 @@ class Registry:
                                                   "in the sidecar's environment)")
         if isinstance(params.api_key_env, str):
             self._trust.check_env_name(params.api_key_env, builtin.own_key_env if builtin else None)
-        fields = ("base_url", "headers", "api_key_env", "extra_body", "limits")
+        fields = ("base_url", "headers", "api_key_env", "extra_body", "limits", "models")
         changes = {f: getattr(params, f) for f in fields if getattr(params, f) is not UNSET}
         self.get(params.id)  # unknown_provider
         custom = params.id not in self._builtin
