@@ -59,7 +59,8 @@ ESTIMATE_MARGIN = 1.15
 """the estimate is taken this much larger when fitting (bench/token_estimate.py: the calibrated estimate is
 within about 15% of the providers' counts for most recorded answers)"""
 OVERFLOW_SCALE = 1.25
-"""after an overflow whose error gave no count: the prompt is taken to be this much over what it was thought"""
+"""after an overflow whose error states the window but not the prompt's count, when the estimate said it fit:
+the prompt is taken to be this much over the window (with no figures at all, twice the window: half goes)"""
 COMPACT_TO = 0.6
 """compaction leaves the conversation at this share of the budget, so the next turns do not compact again"""
 SUMMARY_MAX_TOKENS = 1024
@@ -148,16 +149,17 @@ class ContextService:
         sizes = [message_tokens(m, chars) for m in params.messages]
         fixed = _fixed_tokens(params, chars)
         total = fixed + sum(sizes)
+        said = self.learn(target, overflow) if overflow is not None else None
         window = await self.window(target.provider, target.model, params)
         scale = ESTIMATE_MARGIN
-        if overflow is not None:
-            said = self.learn(target, overflow)
+        if said is not None:  # the upstream refused it: its figures, or failing those ours made larger
+            size = window.tokens if window.tokens is not None else int(total * 0.75)
+            window = Window(size, window.max_output)
+            room = size - reserve_for(params, size, window.max_output)
             if said.actual is not None and said.actual > total:
                 scale = max(scale, said.actual / total * 1.05)
-            else:
-                scale = max(scale, OVERFLOW_SCALE * (window.tokens or total) / total)
-            if window.tokens is None:
-                window = Window(said.limit or int(total * 0.75), window.max_output)
+            elif total * scale <= room:  # we thought it fit: it is larger than we count (half, when nothing said)
+                scale = max(scale, room / total * (OVERFLOW_SCALE if said.limit else 2.0))
         if window.tokens is None:
             return target  # nothing knows the window: send, and fit after an overflow
         budget = int((window.tokens - reserve_for(params, window.tokens, window.max_output)) / scale) - fixed
@@ -168,7 +170,8 @@ class ContextService:
         messages = list(params.messages)
         keep_last = opts.keep_last if isinstance(opts.keep_last, int) else 0
         if opts.strategy == "compact":
-            removed = plan.compaction(messages, sizes, int(budget * COMPACT_TO), keep_last)
+            room = int(budget * COMPACT_TO) - summary_tokens(budget) - PER_MESSAGE  # the summary takes some
+            removed = plan.compaction(messages, sizes, room, keep_last)
             if removed:
                 start = plan.lead(messages)
                 summary = await self.summarize(messages[start:start + removed], target, opts, budget, chars)
@@ -195,7 +198,7 @@ class ContextService:
         provider_id, model = split_model(ref)
         provider = self.preparer.registry.get(provider_id)
         window = await self.window(provider, model)
-        max_tokens = max(64, min(SUMMARY_MAX_TOKENS, budget // 4))
+        max_tokens = summary_tokens(budget)
         texts = [message_text(m)[0] for m in messages]
         parts = _parts(plan.transcript(messages, texts), window.tokens, max_tokens, chars_per_token(provider.protocol))
         summary = ""
@@ -230,7 +233,8 @@ class ContextService:
                 raise SidecarError("invalid_request", f"{target.model_ref}: its context window is not known; "
                                    "give target_tokens (or set the window with configure_provider's models)")
             goal = window.tokens // 2
-        removed = plan.compaction(params.messages, sizes, goal - fixed, 0) if before > goal else 0
+        room = goal - fixed - summary_tokens(goal) - PER_MESSAGE
+        removed = plan.compaction(params.messages, sizes, room, 0) if before > goal else 0
         if not removed:
             return CompactMessagesResult(messages=list(params.messages), tokens_before=before, tokens_after=before)
         start = plan.lead(params.messages)
@@ -351,6 +355,11 @@ async def _cohere(service: ContextService, target: Prepared, headers: dict[str, 
 
 
 _COUNTERS: dict[str, Counter] = {"anthropic": _anthropic, "gemini": _gemini, "cohere": _cohere}
+
+
+def summary_tokens(budget: int) -> int:
+    """The summary's length at most, for a conversation that must fit ``budget``."""
+    return max(64, min(SUMMARY_MAX_TOKENS, budget // 4))
 
 
 def _int_field(answer: Any, name: str) -> int | None:

@@ -13,7 +13,8 @@ MAX_MESSAGE = 500
 
 
 _OVERFLOW = (
-    "context_length",  # OpenAI's code; vLLM, Ollama
+    "context_length",  # OpenAI's code; vLLM
+    "exceeds the context length",  # Ollama: "the input length exceeds the context length"
     "maximum context length",  # OpenAI, vLLM, DeepSeek, Groq, Mistral
     "too many tokens",  # Cohere
     "prompt is too long",  # Anthropic
