@@ -26,7 +26,8 @@ export type StreamEvent =
   | ErrorEvent
   | StepStartEvent
   | ToolCallsRequestedEvent
-  | WarningEvent;
+  | WarningEvent
+  | CompactedEvent;
 export type ListProvidersResult = ProviderInfo[];
 export type ListAvailableModelsResult = ModelInfo[];
 export type DiscoverLocalProvidersResult = DiscoveredProvider[];
@@ -113,6 +114,7 @@ export interface ChatLoopParams {
   timeouts?: Timeouts;
   retry?: RetryOptions;
   cache?: boolean;
+  context?: ContextOptions;
   max_steps?: number;
   tool_timeout_ms?: number;
 }
@@ -161,6 +163,21 @@ export interface RetryOptions {
   max_retries?: number;
   max_delay_ms?: number;
 }
+/**
+ * What a request does when its conversation does not fit the model's context window.
+ *
+ * ``error`` (the default) sends it as it is: the upstream's ``context_length_exceeded`` is the answer.
+ * ``trim`` drops the oldest turns, ``compact`` replaces them with one summary (a ``compacted`` event says
+ * so); both never drop a system message, the last user message, or one half of a tool call and its result,
+ * act before sending when the count says the request will not fit, and once more after an upstream
+ * ``context_length_exceeded``.
+ */
+export interface ContextOptions {
+  strategy?: "compact" | "error" | "trim";
+  reserve_output_tokens?: number;
+  keep_last?: number;
+  summary_model?: string;
+}
 export interface ChatLoopStarted {
   loop_id: string;
   stream_id: string;
@@ -207,6 +224,34 @@ export interface ChatWorkspaceSettings {
   api_key: string | null;
   prompts?: ChatPrompts;
 }
+export interface CompactMessagesParams {
+  model: string;
+  messages: Message[];
+  target_tokens?: number;
+  summary_model?: string;
+  system?: string;
+}
+export interface CompactMessagesResult {
+  messages: Message[];
+  tokens_before: number;
+  tokens_after: number;
+}
+/**
+ * ``context: {strategy: "compact"}``: the oldest messages were replaced by a summary before sending.
+ *
+ * The messages replaced are the ``removed_messages`` that follow the leading system messages; in their place
+ * went one system message, ``"Summary of the earlier conversation:\n\n" + summary``. An app that stores
+ * the conversation can make the same change and send the shorter history from then on.
+ */
+export interface CompactedEvent {
+  type: "compacted";
+  removed_messages: number;
+  tokens_before: number;
+  tokens_after: number;
+  summary: string;
+  stream_id: string;
+  seq: number;
+}
 export interface CompleteChatResult {
   content: string;
   parts: ContentPart[];
@@ -248,6 +293,9 @@ export interface ConfigureProviderParams {
     [k: string]: unknown;
   } | null;
   limits?: ProviderLimits | null;
+  models?: {
+    [k: string]: ModelLimits;
+  } | null;
 }
 /**
  * Per-provider defaults for resilience; a request's own ``timeouts``/``retry`` win over them.
@@ -259,6 +307,24 @@ export interface ProviderLimits {
   requests_per_minute?: number;
   breaker_threshold?: number;
   breaker_cooldown_ms?: number;
+}
+/**
+ * configure_provider's ``models``: what the sidecar should take as a model's limits.
+ */
+export interface ModelLimits {
+  context_window?: number;
+  max_output_tokens?: number;
+}
+export interface CountTokensParams {
+  model: string;
+  messages: Message[];
+  system?: string;
+  tools?: ToolDefinition[];
+}
+export interface CountTokensResult {
+  input_tokens: number;
+  exact: boolean;
+  context_window?: number;
 }
 export interface DeletedResult {
   deleted: boolean;
@@ -720,6 +786,7 @@ export interface StreamTextParams {
   timeouts?: Timeouts;
   retry?: RetryOptions;
   cache?: boolean;
+  context?: ContextOptions;
 }
 export interface SubmitToolResultsParams {
   loop_id: string;
@@ -800,6 +867,14 @@ export interface SidecarMethods {
    * Embed texts: one vector per input, in order, sent in batches of the provider's limit (openai, gemini, cohere and ollama protocols, and local: models registered with embedding: true).
    */
   llm_embed: { params: EmbedParams; result: EmbedResult };
+  /**
+   * Count a request's input tokens: exact where the provider counts (Anthropic count_tokens, Gemini countTokens, Cohere tokenize, llama.cpp and llama-cpp-python tokenize, local models' tokenizer), else the sidecar's calibrated estimate (exact: false); with the model's context window where it is known.
+   */
+  count_tokens: { params: CountTokensParams; result: CountTokensResult };
+  /**
+   * Compact a conversation now: its oldest turns replaced by one summary written by summary_model (default model), down to target_tokens (default half the model's window); the same as context: compact does.
+   */
+  llm_compact_messages: { params: CompactMessagesParams; result: CompactMessagesResult };
   /**
    * Start a tool loop: the sidecar streams step after step on llm-stream-<stream_id>, asking for tool results (tool_calls_requested) until the model answers without tools, max_steps is reached, or it fails.
    */
@@ -946,6 +1021,8 @@ export const SIDECAR_METHODS = {
   abortStream: { method: "llm_abort_stream", params: "required" },
   completeChat: { method: "complete_chat", params: "required" },
   embed: { method: "llm_embed", params: "required" },
+  countTokens: { method: "count_tokens", params: "required" },
+  compactMessages: { method: "llm_compact_messages", params: "required" },
   chatLoopStart: { method: "llm_chat_loop_start", params: "required" },
   submitToolResults: { method: "llm_submit_tool_results", params: "required" },
   getLoopMessages: { method: "llm_get_loop_messages", params: "required" },
@@ -1007,6 +1084,18 @@ export interface SidecarMethodFunctions<Options> {
    * Wire method `llm_embed`.
    */
   embed(params: EmbedParams, options?: Options): Promise<EmbedResult>;
+  /**
+   * Count a request's input tokens: exact where the provider counts (Anthropic count_tokens, Gemini countTokens, Cohere tokenize, llama.cpp and llama-cpp-python tokenize, local models' tokenizer), else the sidecar's calibrated estimate (exact: false); with the model's context window where it is known.
+   *
+   * Wire method `count_tokens`.
+   */
+  countTokens(params: CountTokensParams, options?: Options): Promise<CountTokensResult>;
+  /**
+   * Compact a conversation now: its oldest turns replaced by one summary written by summary_model (default model), down to target_tokens (default half the model's window); the same as context: compact does.
+   *
+   * Wire method `llm_compact_messages`.
+   */
+  compactMessages(params: CompactMessagesParams, options?: Options): Promise<CompactMessagesResult>;
   /**
    * Start a tool loop: the sidecar streams step after step on llm-stream-<stream_id>, asking for tool results (tool_calls_requested) until the model answers without tools, max_steps is reached, or it fails.
    *
