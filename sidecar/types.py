@@ -288,6 +288,9 @@ class CompleteChatResult(Wire):
     model: str
     provider_metadata: dict[str, Any] | UnsetType = UNSET
     """as in the stream's ``done`` event (e.g. claude-code's ``session_id``, to resume the session)"""
+    compacted: list[CompactedEvent] | UnsetType = UNSET
+    """``context: {strategy: "compact"}``: the compactions made before sending, in order, as the stream's
+    ``compacted`` events say them (apply them to the stored conversation the same way)"""
 
 
 # --- embeddings (llm_embed) ----------------------------------------------------------------

@@ -347,3 +347,53 @@ def test_the_window_comes_from_the_live_model_list(tmp_path_factory: pytest.Temp
     finally:
         sc.kill()
         up.close()
+
+
+def test_complete_chat_compacts_and_says_how(world: tuple[Sidecar, dict[str, CountingUpstream]]) -> None:
+    sc, ups = world
+    up = ups["cohere"]
+    before = len(up.requests)
+    out = sc.call("complete_chat", {"model": "p-cohere:m", "messages": conversation(), "context": {
+        "strategy": "compact", "summary_model": "p-cohere:summarizer", "reserve_output_tokens": 200}}, timeout=60)
+    assert out["finish_reason"] == "stop" and out["content"].startswith("answer ")
+    [compacted] = out["compacted"]
+    assert compacted["type"] == "compacted" and compacted["summary"] == up.summary
+    chat = [r for r in up.requests[before:] if r.model == "m"]
+    assert len(chat) == 1 and not chat[0].refused
+    check_reached(chat[0].body, summary=up.summary)
+
+
+def test_ollamas_num_ctx_is_the_window(world: tuple[Sidecar, dict[str, CountingUpstream]]) -> None:
+    """A model nothing else knows: the request's options.num_ctx is its window."""
+    sc, ups = world
+    up = ups["ollama"]
+    before = len(up.requests)
+    events = stream(sc, {"model": "p-ollama:llama3", "messages": conversation(),
+                         "provider_options": {"options": {"num_ctx": LIMIT}},
+                         "context": {"strategy": "trim", "reserve_output_tokens": 200}})
+    assert events[-1]["type"] == "done", events[-1]
+    assert [r.refused for r in up.requests[before:]] == [False]
+
+
+def test_configured_windows_show_in_the_model_list_and_null_forgets_them(tmp_path_factory: pytest.TempPathFactory,
+                                                                        ) -> None:
+    sc = Sidecar(tmp_path_factory.mktemp("data"))
+    try:
+        sc.wait_for(lambda m: m.get("method") == "sidecar-ready")
+        sc.call("configure_provider", {"id": "openai", "models": {"gpt-4o": {"context_window": 64_000},
+                                                                  "my-finetune": {"context_window": 16_000,
+                                                                                  "max_output_tokens": 4000}}})
+        sc.call("configure_provider", {"id": "openai", "models": {"other": {"context_window": 8000}}})  # merged
+        models = {m["id"]: m for m in sc.call("llm_list_available_models", {"provider": "openai"})}
+        assert models["openai:gpt-4o"]["context_window"] == 64_000
+        assert models["openai:gpt-4o"]["max_output_tokens"] == 16_384  # the catalog's, not overridden
+        assert (models["openai:my-finetune"]["context_window"], models["openai:my-finetune"]["max_output_tokens"]) == (
+            16_000, 4000)
+        assert models["openai:other"]["context_window"] == 8000
+        sc.call("configure_provider", {"id": "openai", "models": None})
+        models = {m["id"]: m for m in sc.call("llm_list_available_models", {"provider": "openai"})}
+        assert models["openai:gpt-4o"]["context_window"] == 128_000 and "openai:my-finetune" not in models
+        resp = sc.request("configure_provider", {"id": "openai", "models": {"gpt-4o": {"context_window": 0}}})
+        assert resp["error"]["code"] == -32602
+    finally:
+        sc.kill()

@@ -261,6 +261,7 @@ export interface CompleteChatResult {
   provider_metadata?: {
     [k: string]: unknown;
   };
+  compacted?: CompactedEvent[];
 }
 export interface Usage {
   input_tokens: number;

@@ -20,6 +20,7 @@ import msgspec
 
 from ..context import plan
 from ..context.limits import Overflow, ollama_num_ctx, overflow_of, reserve_for
+from ..credentials import redact
 from ..errors import SidecarError
 from ..providers import Provider, split_model
 from ..tokens import (
@@ -302,7 +303,9 @@ class ContextService:
                                                  timeout=COUNT_TIMEOUT) as response:
                 data = await read_limited(response)
                 if response.status_code >= 300:
-                    raise protocol.map_http_error(response.status_code, data, target.provider.id)
+                    err = protocol.map_http_error(response.status_code, data, target.provider.id)
+                    err.info.message = redact(err.info.message, target.api_key)
+                    raise err
         except httpx.HTTPError as exc:
             raise network_error(exc, target.provider) from None
         try:
