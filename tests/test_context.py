@@ -397,3 +397,30 @@ def test_configured_windows_show_in_the_model_list_and_null_forgets_them(tmp_pat
         assert resp["error"]["code"] == -32602
     finally:
         sc.kill()
+
+
+def test_a_counting_endpoint_that_fails_gives_the_estimate_but_a_refused_key_is_the_error(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    from harness import Reply, Upstream
+
+    up = Upstream()
+    sc = Sidecar(tmp_path_factory.mktemp("data"))
+    try:
+        sc.wait_for(lambda m: m.get("method") == "sidecar-ready")
+        sc.call("llm_register_custom_provider", {"id": "claude-proxy", "name": "proxy", "protocol": "anthropic",
+                                                 "base_url": f"http://127.0.0.1:{up.port}",
+                                                 "requires_api_key": False})
+        json_type = {"content-type": "application/json"}
+        up.replies["/v1/messages/count_tokens"] = Reply(status=404, chunks=[b'{"type":"error","error":{'
+                                                        b'"type":"not_found_error","message":"Not found"}}'],
+                                                        headers=json_type)
+        out = sc.call("count_tokens", {"model": "claude-proxy:m", **ASK})
+        assert out["exact"] is False and out["input_tokens"] > 0
+        up.replies["/v1/messages/count_tokens"] = Reply(status=401, chunks=[b'{"type":"error","error":{"type":'
+                                                        b'"authentication_error","message":"invalid x-api-key"}}'],
+                                                        headers=json_type)
+        resp = sc.request("count_tokens", {"model": "claude-proxy:m", **ASK})
+        assert resp["error"]["data"]["code"] == "authentication_failed"
+    finally:
+        sc.kill()
+        up.close()
