@@ -244,7 +244,8 @@ class Api:
     async def llm_remove_custom_provider(self, ctx: RequestContext, params: ProviderIdParams) -> RemovedResult:
         return RemovedResult(removed=self.registry.remove(params.id))
 
-    @rpc_method("Override a provider's base_url, headers, api_key_env or extra_body (persisted; null resets a field).")
+    @rpc_method("Override a provider's base_url, headers, api_key_env, extra_body, limits or models' context windows "
+                "(persisted; null resets a field).")
     async def configure_provider(self, ctx: RequestContext, params: ConfigureProviderParams) -> ProviderInfo:
         provider = self.registry.configure(params)
         self.engine.forget_models(provider.id)

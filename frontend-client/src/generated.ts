@@ -905,7 +905,7 @@ export interface SidecarMethods {
    */
   llm_remove_custom_provider: { params: ProviderIdParams; result: RemovedResult };
   /**
-   * Override a provider's base_url, headers, api_key_env or extra_body (persisted; null resets a field).
+   * Override a provider's base_url, headers, api_key_env, extra_body, limits or models' context windows (persisted; null resets a field).
    */
   configure_provider: { params: ConfigureProviderParams; result: ProviderInfo };
   /**
@@ -1140,7 +1140,7 @@ export interface SidecarMethodFunctions<Options> {
    */
   removeCustomProvider(params: ProviderIdParams, options?: Options): Promise<RemovedResult>;
   /**
-   * Override a provider's base_url, headers, api_key_env or extra_body (persisted; null resets a field).
+   * Override a provider's base_url, headers, api_key_env, extra_body, limits or models' context windows (persisted; null resets a field).
    *
    * Wire method `configure_provider`.
    */
