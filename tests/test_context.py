@@ -424,3 +424,20 @@ def test_a_counting_endpoint_that_fails_gives_the_estimate_but_a_refused_key_is_
     finally:
         sc.kill()
         up.close()
+
+
+def test_compact_after_an_upstream_overflow(world: tuple[Sidecar, dict[str, CountingUpstream]]) -> None:
+    """The window nothing knows (no catalog entry, no list): sent whole, refused, then compacted to what the
+    upstream said; the compacted event comes before any output."""
+    sc, ups = world
+    up = ups["anthropic"]
+    up.limits["unknown-window"] = LIMIT
+    before = len(up.requests)
+    events = stream(sc, {"model": "p-anthropic:unknown-window", "messages": conversation(), "context": {
+        "strategy": "compact", "summary_model": "p-anthropic:summarizer", "reserve_output_tokens": 200}})
+    assert events[-1]["type"] == "done", events[-1]
+    kinds = [e["type"] for e in events]
+    assert kinds.index("compacted") < kinds.index("text_delta")
+    chats = [r for r in up.requests[before:] if r.model == "unknown-window"]
+    assert [r.refused for r in chats] == [True, False]
+    check_reached(chats[1].body, summary=up.summary)
