@@ -18,6 +18,10 @@ default system prompt the server's template adds, and tokens the stream never sh
 re-tokenized answer can differ by a few tokens from the sequence the model generated.
 
 Counting runs after the stream has ended, within ``COUNT_TIMEOUT`` in all; it never raises.
+
+The same estimate, per message (``message_tokens``) and calibrated per protocol family (``CALIBRATION``), is
+what ``count_tokens`` answers where the provider cannot count and what the ``context`` option fits by
+(sidecar/engine/context.py).
 """
 
 from __future__ import annotations
