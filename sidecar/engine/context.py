@@ -103,7 +103,7 @@ class ContextService:
                      *, live: bool = True) -> Window:
         """The model's context window and output limit, where anything says (``live``: ask the provider's
         model list when nothing else knows)."""
-        known = next((m for m in provider.models if m.id == model), None)
+        known = provider.model(model)
         max_output = known.max_output_tokens if known else None
         learned = self._learned.get(f"{provider.id}:{model}")
         if learned is not None:

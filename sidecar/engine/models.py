@@ -104,7 +104,13 @@ class ModelLists:
                 tg.start_soon(fetch, p)
         out: list[ModelInfo] = []
         for p in providers:
+            configured = {m.id: m for m in p.configured_models}
             known = {m.id for m in p.models}
             out += [m.info(p.id) for m in p.models]
-            out += [m.info(p.id) for m in live.get(p.id, ()) if m.id not in known]
+            for m in live.get(p.id, ()):  # a live model's window as configure_provider set it, where it did
+                if m.id not in known:
+                    own = configured.pop(m.id, None)
+                    out.append((m if own is None else replace(m, context_window=own.context_window or m.context_window,
+                                max_output_tokens=own.max_output_tokens or m.max_output_tokens)).info(p.id))
+            out += [m.info(p.id) for m in configured.values()]
         return out

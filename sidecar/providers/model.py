@@ -83,6 +83,13 @@ class Provider:
     """process transport: the program to run, as the app's trusted side set it (a path or a name on PATH)"""
     embed_batch: int | None = None
     """the most texts one embeddings request may carry, where the service's limit is below its protocol's"""
+    configured_models: tuple[Model, ...] = ()
+    """models the catalog does not know that configure_provider gave limits (context windows) to; unlike
+    ``models``, they say nothing of what the model is (chat or embeddings)"""
+
+    def model(self, model_id: str) -> Model | None:
+        """What the catalog, or configure_provider's limits, know of one model."""
+        return next((m for m in (*self.models, *self.configured_models) if m.id == model_id), None)
 
     @property
     def default_models(self) -> list[str]:

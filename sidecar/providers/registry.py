@@ -45,21 +45,22 @@ def _limits(p: Provider, configured: ProviderLimits | None) -> ProviderLimits | 
     return ProviderLimits(**merged)
 
 
-def _with_limits(models: tuple[Model, ...], limits: dict[str, ModelLimits] | None) -> tuple[Model, ...]:
-    """The catalog's models with configure_provider's limits over theirs; a model it does not know is added."""
+def _with_limits(p: Provider, limits: dict[str, ModelLimits] | None) -> Provider:
+    """``p`` with configure_provider's model limits over the catalog's; models the catalog does not know go to
+    ``configured_models``."""
     if not limits:
-        return models
-    out = []
-    for m in models:
+        return p
+    models = []
+    for m in p.models:
         given = limits.get(m.id)
         if given is not None:
             m = replace(m, context_window=given.context_window or m.context_window,
                         max_output_tokens=given.max_output_tokens or m.max_output_tokens)
-        out.append(m)
-    known = {m.id for m in models}
-    out += [Model(mid, context_window=g.context_window or None, max_output_tokens=g.max_output_tokens or None)
-            for mid, g in sorted(limits.items()) if mid not in known]
-    return tuple(out)
+        models.append(m)
+    known = {m.id for m in p.models}
+    added = tuple(Model(mid, context_window=g.context_window or None, max_output_tokens=g.max_output_tokens or None)
+                  for mid, g in sorted(limits.items()) if mid not in known)
+    return replace(p, models=tuple(models), configured_models=added)
 
 
 class Registry:
@@ -91,12 +92,11 @@ class Registry:
         o = settings.overrides.get(p.id)
         if o is None:
             return p
-        models = _with_limits(p.models, o.models)
+        p = _with_limits(p, o.models)
         if p.is_custom:  # a custom provider's own fields are changed in place; only limits live here
-            return replace(p, limits=o.limits, models=models)
+            return replace(p, limits=o.limits)
         return replace(
             p,
-            models=models,
             limits=_limits(p, o.limits),
             base_url=(o.base_url or p.base_url).rstrip("/"),
             headers={**p.headers, **(o.headers or {})},
