@@ -390,6 +390,10 @@ def test_configured_windows_show_in_the_model_list_and_null_forgets_them(tmp_pat
         assert (models["openai:my-finetune"]["context_window"], models["openai:my-finetune"]["max_output_tokens"]) == (
             16_000, 4000)
         assert models["openai:other"]["context_window"] == 8000
+        assert "supports_embedding" not in models["openai:other"]
+        # a window says nothing of what the model is: llm_embed does not take it for a chat model (no key here)
+        resp = sc.request("llm_embed", {"model": "openai:other", "input": ["x"]})
+        assert resp["error"]["data"]["code"] == "missing_api_key"
         sc.call("configure_provider", {"id": "openai", "models": None})
         models = {m["id"]: m for m in sc.call("llm_list_available_models", {"provider": "openai"})}
         assert models["openai:gpt-4o"]["context_window"] == 128_000 and "openai:my-finetune" not in models
