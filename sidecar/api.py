@@ -28,9 +28,13 @@ from .types import (
     ChatWorkspaceParams,
     ChatWorkspaceResult,
     ChatWorkspaceSettings,
+    CompactMessagesParams,
+    CompactMessagesResult,
     CompleteChatResult,
     ConfigureChatWorkspaceParams,
     ConfigureProviderParams,
+    CountTokensParams,
+    CountTokensResult,
     DeletedResult,
     DiscoveredLocalModel,
     DiscoveredProvider,
@@ -202,6 +206,21 @@ class Api:
         return await self.engine.embed(params)
 
     @rpc_method(
+        "Count a request's input tokens: exact where the provider counts (Anthropic count_tokens, Gemini "
+        "countTokens, Cohere tokenize, llama.cpp and llama-cpp-python tokenize, local models' tokenizer), else the "
+        "sidecar's calibrated estimate (exact: false); with the model's context window where it is known."
+    )
+    async def count_tokens(self, ctx: RequestContext, params: CountTokensParams) -> CountTokensResult:
+        return await self.engine.count_tokens(params, self.local.count_tokens)
+
+    @rpc_method(
+        "Compact a conversation now: its oldest turns replaced by one summary written by summary_model (default "
+        "model), down to target_tokens (default half the model's window); the same as context: compact does."
+    )
+    async def llm_compact_messages(self, ctx: RequestContext, params: CompactMessagesParams) -> CompactMessagesResult:
+        return await self.engine.compact_messages(params)
+
+    @rpc_method(
         "Start a tool loop: the sidecar streams step after step on llm-stream-<stream_id>, asking for tool "
         "results (tool_calls_requested) until the model answers without tools, max_steps is reached, or it fails."
     )
@@ -243,8 +262,8 @@ class Api:
     async def llm_remove_custom_provider(self, ctx: RequestContext, params: ProviderIdParams) -> RemovedResult:
         return RemovedResult(removed=self.registry.remove(params.id))
 
-    @rpc_method("Override a provider's base_url, headers, api_key_env, extra_body, limits, (OpenAI-style) "
-                "protocol or (custom providers) oauth sign-in (persisted; null resets a field).")
+    @rpc_method("Override a provider's base_url, headers, api_key_env, extra_body, limits, models' context windows, "
+                "(OpenAI-style) protocol or (custom providers) oauth sign-in (persisted; null resets a field).")
     async def configure_provider(self, ctx: RequestContext, params: ConfigureProviderParams) -> ProviderInfo:
         provider = self.registry.configure(params)
         self.engine.forget_models(provider.id)

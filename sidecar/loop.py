@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 import anyio
 import msgspec
 
+from .context.plan import apply_compaction
 from .engine import Emit, Engine, EventSink, Prepared
 from .engine.collect import Collector
 from .errors import SidecarError
 from .types import (
     AssistantMessage,
     ChatLoopParams,
+    CompactedEvent,
     DoneEvent,
     ErrorEvent,
     ErrorInfo,
@@ -143,6 +145,8 @@ class LoopManager:
             ) -> None:
                 if isinstance(event, ToolCallStartEvent | ToolCallDeltaEvent | ToolCallEvent):
                     _unique_id(event, used, renamed, loop.step)
+                elif isinstance(event, CompactedEvent):  # later steps send the compacted conversation too
+                    loop.messages[:] = apply_compaction(loop.messages, event.removed_messages, event.summary)
                 await collector.add(event)
                 await emit(event)
 

@@ -25,7 +25,7 @@ from msgspec import UNSET
 
 from .errors import SidecarError
 from .storage import locked, private_dir, storage_error
-from .types import ActiveProvider, LocalModelInfo, ProviderConfig, ProviderLimits
+from .types import ActiveProvider, LocalModelInfo, ModelLimits, ProviderConfig, ProviderLimits
 
 log = logging.getLogger("sidecar.settings")
 
@@ -49,6 +49,8 @@ class ProviderOverride(msgspec.Struct, omit_defaults=True):
     limits: ProviderLimits | None = None
     protocol: str | None = None
     """an OpenAI-style provider's API: ``openai`` or ``openai-responses`` (``providers.routing``)"""
+    models: dict[str, ModelLimits] | None = None
+    """configure_provider's model limits (context windows), for built-in and custom providers alike"""
 
 
 class Settings(msgspec.Struct):
@@ -261,10 +263,12 @@ class SettingsStore:
                 cfg = next((c for c in s.custom_providers if c.id == provider_id), None)
                 if cfg is None:  # another process removed it meanwhile
                     raise SidecarError("unknown_provider", f"Unknown provider {provider_id!r}", provider=provider_id)
-                for name in [n for n in rest if n != "limits"]:
+                for name in [n for n in rest if n not in ("limits", "models")]:
                     value = rest.pop(name)
                     setattr(cfg, name, UNSET if value is None else value)
             current = msgspec.structs.asdict(s.overrides.get(provider_id, ProviderOverride()))
+            if rest.get("models") is not None:  # model limits merge over the ones set before
+                rest["models"] = {**(current["models"] or {}), **rest["models"]}
             updated = ProviderOverride(**{**current, **rest})
             if updated == ProviderOverride():
                 s.overrides.pop(provider_id, None)

@@ -102,6 +102,29 @@ class RetryOptions(Wire):
     max_delay_ms: int | UnsetType = UNSET
 
 
+# --- long conversations (issue 18) ----------------------------------------------------
+
+
+class ContextOptions(Wire):
+    """What a request does when its conversation does not fit the model's context window.
+
+    ``error`` (the default) sends it as it is: the upstream's ``context_length_exceeded`` is the answer.
+    ``trim`` drops the oldest turns, ``compact`` replaces them with one summary (a ``compacted`` event says
+    so); both never drop a system message, the last user message, or one half of a tool call and its result,
+    act before sending when the count says the request will not fit, and once more after an upstream
+    ``context_length_exceeded``."""
+
+    strategy: Literal["error", "trim", "compact"] = "error"
+    reserve_output_tokens: Annotated[int, Meta(ge=0)] | UnsetType = UNSET
+    """tokens of the window kept free for the answer (default: ``max_tokens`` when given, else the model's
+    ``max_output_tokens`` up to a quarter of the window, else 1024)"""
+    keep_last: Annotated[int, Meta(ge=0)] | UnsetType = UNSET
+    """the last N messages are never dropped (widened so no tool call loses its result); the last user
+    message and the last assistant turn are kept whatever this says"""
+    summary_model: str | UnsetType = UNSET
+    """``provider:model`` that writes the summary for ``compact`` (default: the request's own model)"""
+
+
 class StreamTextParams(Wire):
     messages: list[Message]
     stream_id: str | UnsetType = UNSET
@@ -134,6 +157,8 @@ class StreamTextParams(Wire):
     """``interactive`` (the default) or ``background``: each provider's concurrency and rate queues serve every
     waiting interactive request first; a background one waits while any interactive one does. The tool loop
     gives it to each of its steps"""
+    context: ContextOptions | UnsetType = UNSET
+    """what to do when the conversation does not fit the model's context window (default: send it as it is)"""
 
 
 # --- results -------------------------------------------------------------------------
@@ -282,6 +307,9 @@ class CompleteChatResult(Wire):
     model: str
     provider_metadata: dict[str, Any] | UnsetType = UNSET
     """as in the stream's ``done`` event (e.g. claude-code's ``session_id``, to resume the session)"""
+    compacted: list[CompactedEvent] | UnsetType = UNSET
+    """``context: {strategy: "compact"}``: the compactions made before sending, in order, as the stream's
+    ``compacted`` events say them (apply them to the stored conversation the same way)"""
 
 
 # --- embeddings (llm_embed) ----------------------------------------------------------------
@@ -485,6 +513,9 @@ class ConfigureProviderParams(Wire):
     (``/responses``), ``openai`` to Chat Completions; only between these two (issue 16)"""
     oauth: OAuthConfig | UnsetType | None = UNSET
     """custom providers only; changing an endpoint's host signs the provider out"""
+    models: dict[str, ModelLimits] | UnsetType | None = UNSET
+    """model id -> its context window and output limit, for models the catalog does not know or gets wrong
+    (merged over earlier ones; ``null`` forgets them all)"""
 
 
 class HealthParams(Wire):
@@ -925,6 +956,20 @@ class ToolCallsRequestedEvent(Event, tag="tool_calls_requested"):
     calls: list[ToolCallRequest]
 
 
+class CompactedEvent(Event, tag="compacted"):
+    """``context: {strategy: "compact"}``: the oldest messages were replaced by a summary before sending.
+
+    The messages replaced are the ``removed_messages`` that follow the leading system messages; in their place
+    went one system message, ``"Summary of the earlier conversation:\\n\\n" + summary``. An app that stores
+    the conversation can make the same change and send the shorter history from then on."""
+
+    removed_messages: int
+    tokens_before: int
+    """the request's input tokens before (the sidecar's count: an estimate unless the provider counted)"""
+    tokens_after: int
+    summary: str
+
+
 StreamEvent = (
     StartEvent
     | TextDeltaEvent
@@ -942,6 +987,7 @@ StreamEvent = (
     | StepStartEvent
     | ToolCallsRequestedEvent
     | WarningEvent
+    | CompactedEvent
 )
 
 TERMINAL_EVENTS = (DoneEvent, ErrorEvent)
@@ -959,3 +1005,49 @@ class QueuedByPriority(Wire):
 
     interactive: int = 0
     background: int = 0
+
+
+# --- long conversations (issue 18) ----------------------------------------------------
+
+
+class CountTokensParams(Wire):
+    model: str
+    """``provider:model``"""
+    messages: list[Message]
+    system: str | UnsetType = UNSET
+    tools: list[ToolDefinition] | UnsetType = UNSET
+
+
+class CountTokensResult(Wire):
+    input_tokens: int
+    exact: bool
+    """true: the provider (or the local model's tokenizer) counted; false: the sidecar's calibrated estimate"""
+    context_window: int | UnsetType = UNSET
+    """the model's context window where the sidecar knows it (catalog, live model list, configure_provider's
+    ``models``, or the limit an upstream stated in an overflow error)"""
+
+
+class CompactMessagesParams(Wire):
+    model: str
+    """``provider:model`` the messages are meant for: its window is the default target"""
+    messages: list[Message]
+    target_tokens: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    """compact until the messages' estimate is at most this (default: half the model's context window)"""
+    summary_model: str | UnsetType = UNSET
+    """``provider:model`` that writes the summary (default: ``model``)"""
+    system: str | UnsetType = UNSET
+    """counted with the messages (never compacted)"""
+
+
+class CompactMessagesResult(Wire):
+    messages: list[Message]
+    """the oldest turns replaced by one summary system message; unchanged when they already fit"""
+    tokens_before: int
+    tokens_after: int
+
+
+class ModelLimits(Wire):
+    """configure_provider's ``models``: what the sidecar should take as a model's limits."""
+
+    context_window: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    max_output_tokens: Annotated[int, Meta(ge=1)] | UnsetType = UNSET

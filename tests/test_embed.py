@@ -318,7 +318,7 @@ def test_failure_in_a_later_batch_fails_the_call(sc: Sidecar, fake: FakeEmbeddin
     fake.failures += [(200, {}, json.dumps(first).encode()),
                       (400, {}, b'{"error":"the input length exceeds the context length"}')]
     err = error_of(sc.request("llm_embed", {"model": "ollama:nomic-embed-text", "input": texts(100)}))
-    assert err["code"] == "invalid_request" and err["status"] == 400
+    assert err["code"] == "context_length_exceeded" and err["status"] == 400  # Ollama's words for it
     assert "exceeds the context length" in err["message"]
     assert len(fake.seen) == 2
 

@@ -380,3 +380,16 @@ def test_without_llama_cpp_python_local_requests_name_the_extra(tmp_path: Path) 
         assert text_of(sc.stream({"model": "mock:echo", "messages": [{"role": "user", "content": "ok"}]})) == "ok"
     finally:
         sc.kill()
+
+
+def test_count_tokens_is_exact_by_the_models_own_tokenizer_and_template(smol: Sidecar) -> None:
+    """count_tokens for a local model says what the model then reads: the prompt length the generation itself
+    reports (llama.cpp's count of the templated prompt) for the same messages."""
+    messages = [{"role": "system", "content": "You answer in one word."},
+                {"role": "user", "content": "What is the capital of France? Think about the Seine."},
+                {"role": "assistant", "content": "Paris."},
+                {"role": "user", "content": "And of Italy?"}]
+    counted = smol.call("count_tokens", {"model": "local:smol", "messages": messages}, timeout=120)
+    assert counted["exact"] is True
+    done = _done(smol.stream({"model": "local:smol", "messages": messages, "max_tokens": 2}, timeout=120))
+    assert counted["input_tokens"] == done["usage"]["input_tokens"] > 20

@@ -22,7 +22,7 @@ CONTRACT_METHODS = {
 }
 EVENT_TYPES = {"start", "text_delta", "reasoning_delta", "reasoning_end", "redacted_reasoning", "tool_call_start",
                "tool_call_delta", "tool_call", "usage", "retry", "fallback", "done", "error", "warning",
-               "step_start", "tool_calls_requested"}  # the last two: tool loops only
+               "step_start", "tool_calls_requested", "compacted"}  # step_start, tool_calls_requested: tool loops only
 
 
 def test_schema_is_fresh() -> None:

@@ -326,6 +326,20 @@ def test_a_real_llama_cpp_python_stream_gets_counted_usage(llama_cpp_python: tup
         db.close()
 
 
+def test_count_tokens_on_a_real_llama_cpp_python_server(llama_cpp_python: tuple[str, Path], sidecar: Sidecar) -> None:
+    """count_tokens asks the server's own tokenizer (``/extras/tokenize``): exact, and within the chat template's
+    few tokens of the prompt the server itself reports for the same messages."""
+    base, log = llama_cpp_python
+    sidecar.call("llm_register_custom_provider", {"id": "llcp", "name": "llama-cpp-python", "protocol": "openai",
+                                                  "base_url": base, "requires_api_key": False})
+    counted = sidecar.call("count_tokens", {"model": "llcp:smollm2", "messages": MESSAGES}, timeout=60)
+    reported = httpx.post(f"{base}/chat/completions", json={"model": "smollm2", "messages": MESSAGES, "max_tokens": 1},
+                          timeout=120).json()["usage"]["prompt_tokens"]
+    assert counted["exact"] is True
+    assert abs(counted["input_tokens"] - reported) <= 4, (counted, reported)
+    assert '"POST /extras/tokenize HTTP/1.1" 200' in log.read_text(errors="replace")
+
+
 def test_a_tool_loop_with_one_counted_step_sums_to_a_counted_total(sidecar: Sidecar, upstream: Upstream) -> None:
     """Step 1 (a tool call) reports usage, step 2 does not: the loop's ``done`` adds them and is marked."""
     call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "clock", "arguments": "{}"}}

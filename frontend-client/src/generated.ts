@@ -27,7 +27,8 @@ export type StreamEvent =
   | ErrorEvent
   | StepStartEvent
   | ToolCallsRequestedEvent
-  | WarningEvent;
+  | WarningEvent
+  | CompactedEvent;
 export type ListProvidersResult = ProviderInfo[];
 export type ListAvailableModelsResult = ModelInfo[];
 export type DiscoverLocalProvidersResult = DiscoveredProvider[];
@@ -115,6 +116,7 @@ export interface ChatLoopParams {
   retry?: RetryOptions;
   cache?: boolean;
   priority?: "background" | "interactive";
+  context?: ContextOptions;
   max_steps?: number;
   tool_timeout_ms?: number;
 }
@@ -163,6 +165,21 @@ export interface RetryOptions {
   max_retries?: number;
   max_delay_ms?: number;
 }
+/**
+ * What a request does when its conversation does not fit the model's context window.
+ *
+ * ``error`` (the default) sends it as it is: the upstream's ``context_length_exceeded`` is the answer.
+ * ``trim`` drops the oldest turns, ``compact`` replaces them with one summary (a ``compacted`` event says
+ * so); both never drop a system message, the last user message, or one half of a tool call and its result,
+ * act before sending when the count says the request will not fit, and once more after an upstream
+ * ``context_length_exceeded``.
+ */
+export interface ContextOptions {
+  strategy?: "compact" | "error" | "trim";
+  reserve_output_tokens?: number;
+  keep_last?: number;
+  summary_model?: string;
+}
 export interface ChatLoopStarted {
   loop_id: string;
   stream_id: string;
@@ -209,6 +226,34 @@ export interface ChatWorkspaceSettings {
   api_key: string | null;
   prompts?: ChatPrompts;
 }
+export interface CompactMessagesParams {
+  model: string;
+  messages: Message[];
+  target_tokens?: number;
+  summary_model?: string;
+  system?: string;
+}
+export interface CompactMessagesResult {
+  messages: Message[];
+  tokens_before: number;
+  tokens_after: number;
+}
+/**
+ * ``context: {strategy: "compact"}``: the oldest messages were replaced by a summary before sending.
+ *
+ * The messages replaced are the ``removed_messages`` that follow the leading system messages; in their place
+ * went one system message, ``"Summary of the earlier conversation:\n\n" + summary``. An app that stores
+ * the conversation can make the same change and send the shorter history from then on.
+ */
+export interface CompactedEvent {
+  type: "compacted";
+  removed_messages: number;
+  tokens_before: number;
+  tokens_after: number;
+  summary: string;
+  stream_id: string;
+  seq: number;
+}
 export interface CompleteChatResult {
   content: string;
   parts: ContentPart[];
@@ -218,6 +263,7 @@ export interface CompleteChatResult {
   provider_metadata?: {
     [k: string]: unknown;
   };
+  compacted?: CompactedEvent[];
 }
 export interface Usage {
   input_tokens: number;
@@ -252,6 +298,9 @@ export interface ConfigureProviderParams {
   limits?: ProviderLimits | null;
   protocol?: ("openai" | "openai-responses") | null;
   oauth?: OAuthConfig | null;
+  models?: {
+    [k: string]: ModelLimits;
+  } | null;
 }
 /**
  * Per-provider defaults for resilience; a request's own ``timeouts``/``retry`` win over them.
@@ -278,6 +327,24 @@ export interface OAuthConfig {
   extra_params?: {
     [k: string]: string;
   };
+}
+/**
+ * configure_provider's ``models``: what the sidecar should take as a model's limits.
+ */
+export interface ModelLimits {
+  context_window?: number;
+  max_output_tokens?: number;
+}
+export interface CountTokensParams {
+  model: string;
+  messages: Message[];
+  system?: string;
+  tools?: ToolDefinition[];
+}
+export interface CountTokensResult {
+  input_tokens: number;
+  exact: boolean;
+  context_window?: number;
 }
 export interface DeletedResult {
   deleted: boolean;
@@ -824,6 +891,7 @@ export interface StreamTextParams {
   retry?: RetryOptions;
   cache?: boolean;
   priority?: "background" | "interactive";
+  context?: ContextOptions;
 }
 export interface SubmitToolResultsParams {
   loop_id: string;
@@ -905,6 +973,14 @@ export interface SidecarMethods {
    */
   llm_embed: { params: EmbedParams; result: EmbedResult };
   /**
+   * Count a request's input tokens: exact where the provider counts (Anthropic count_tokens, Gemini countTokens, Cohere tokenize, llama.cpp and llama-cpp-python tokenize, local models' tokenizer), else the sidecar's calibrated estimate (exact: false); with the model's context window where it is known.
+   */
+  count_tokens: { params: CountTokensParams; result: CountTokensResult };
+  /**
+   * Compact a conversation now: its oldest turns replaced by one summary written by summary_model (default model), down to target_tokens (default half the model's window); the same as context: compact does.
+   */
+  llm_compact_messages: { params: CompactMessagesParams; result: CompactMessagesResult };
+  /**
    * Start a tool loop: the sidecar streams step after step on llm-stream-<stream_id>, asking for tool results (tool_calls_requested) until the model answers without tools, max_steps is reached, or it fails.
    */
   llm_chat_loop_start: { params: ChatLoopParams; result: ChatLoopStarted };
@@ -933,7 +1009,7 @@ export interface SidecarMethods {
    */
   llm_remove_custom_provider: { params: ProviderIdParams; result: RemovedResult };
   /**
-   * Override a provider's base_url, headers, api_key_env, extra_body, limits, (OpenAI-style) protocol or (custom providers) oauth sign-in (persisted; null resets a field).
+   * Override a provider's base_url, headers, api_key_env, extra_body, limits, models' context windows, (OpenAI-style) protocol or (custom providers) oauth sign-in (persisted; null resets a field).
    */
   configure_provider: { params: ConfigureProviderParams; result: ProviderInfo };
   /**
@@ -1066,6 +1142,8 @@ export const SIDECAR_METHODS = {
   abortStream: { method: "llm_abort_stream", params: "required" },
   completeChat: { method: "complete_chat", params: "required" },
   embed: { method: "llm_embed", params: "required" },
+  countTokens: { method: "count_tokens", params: "required" },
+  compactMessages: { method: "llm_compact_messages", params: "required" },
   chatLoopStart: { method: "llm_chat_loop_start", params: "required" },
   submitToolResults: { method: "llm_submit_tool_results", params: "required" },
   getLoopMessages: { method: "llm_get_loop_messages", params: "required" },
@@ -1132,6 +1210,18 @@ export interface SidecarMethodFunctions<Options> {
    */
   embed(params: EmbedParams, options?: Options): Promise<EmbedResult>;
   /**
+   * Count a request's input tokens: exact where the provider counts (Anthropic count_tokens, Gemini countTokens, Cohere tokenize, llama.cpp and llama-cpp-python tokenize, local models' tokenizer), else the sidecar's calibrated estimate (exact: false); with the model's context window where it is known.
+   *
+   * Wire method `count_tokens`.
+   */
+  countTokens(params: CountTokensParams, options?: Options): Promise<CountTokensResult>;
+  /**
+   * Compact a conversation now: its oldest turns replaced by one summary written by summary_model (default model), down to target_tokens (default half the model's window); the same as context: compact does.
+   *
+   * Wire method `llm_compact_messages`.
+   */
+  compactMessages(params: CompactMessagesParams, options?: Options): Promise<CompactMessagesResult>;
+  /**
    * Start a tool loop: the sidecar streams step after step on llm-stream-<stream_id>, asking for tool results (tool_calls_requested) until the model answers without tools, max_steps is reached, or it fails.
    *
    * Wire method `llm_chat_loop_start`.
@@ -1174,7 +1264,7 @@ export interface SidecarMethodFunctions<Options> {
    */
   removeCustomProvider(params: ProviderIdParams, options?: Options): Promise<RemovedResult>;
   /**
-   * Override a provider's base_url, headers, api_key_env, extra_body, limits, (OpenAI-style) protocol or (custom providers) oauth sign-in (persisted; null resets a field).
+   * Override a provider's base_url, headers, api_key_env, extra_body, limits, models' context windows, (OpenAI-style) protocol or (custom providers) oauth sign-in (persisted; null resets a field).
    *
    * Wire method `configure_provider`.
    */

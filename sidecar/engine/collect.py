@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..types import (
+    CompactedEvent,
     CompleteChatResult,
     ContentPart,
     DoneEvent,
@@ -26,6 +27,7 @@ class Collector:
         self.text: list[str] = []
         self.reasoning: list[str] = []
         self.parts: list[ContentPart] = []
+        self.compacted: list[CompactedEvent] = []
 
     async def add(self, event: Event) -> None:
         if isinstance(event, TextDeltaEvent):
@@ -38,6 +40,8 @@ class Collector:
             self.parts.append(RedactedReasoningPart(data=event.data))
         elif isinstance(event, ToolCallEvent):
             self.parts.append(ToolCallPart(id=event.tool_call_id, name=event.name, arguments=event.arguments))
+        elif isinstance(event, CompactedEvent):
+            self.compacted.append(event)
 
     def _flush_reasoning(self, signature: str | None) -> None:
         if self.reasoning or signature:
@@ -54,7 +58,10 @@ class Collector:
         if content:
             parts.append(TextPart(text=content))
         parts += [p for p in self.parts if isinstance(p, ToolCallPart)]
-        return CompleteChatResult(
+        result = CompleteChatResult(
             content=content, parts=parts, finish_reason=done.finish_reason, usage=done.usage, model=done.model,
             provider_metadata=done.provider_metadata,
         )
+        if self.compacted:
+            result.compacted = self.compacted
+        return result

@@ -15,7 +15,11 @@ from ..protocols import WireProtocol, get_protocol
 from ..providers import Provider, Registry
 from ..settings import SettingsStore
 from ..types import (
+    CompactMessagesParams,
+    CompactMessagesResult,
     CompleteChatResult,
+    CountTokensParams,
+    CountTokensResult,
     DoneEvent,
     EmbedParams,
     EmbedResult,
@@ -35,6 +39,7 @@ from .transports.http import HttpTransport
 
 if TYPE_CHECKING:
     from ..health import Health
+    from .context import ContextService, LocalCount
     from .embed import Embedder, LocalEmbed
     from .models import ModelLists
 
@@ -62,6 +67,8 @@ class Engine:
         self.local_embed = local_embed
         """the ``local`` provider's embeddings (None: not installed)"""
         self._embedder: Embedder | None = None
+        self._context: ContextService | None = None
+        self.runner.context = lambda: self.context
 
     # --- settings and services ------------------------------------------------------------
 
@@ -120,6 +127,15 @@ class Engine:
                                       self.local_embed, self.runner.report)
         return self._embedder
 
+    @property
+    def context(self) -> ContextService:
+        """Long conversations (the ``context`` option, ``count_tokens``, compaction), built on first use."""
+        if self._context is None:
+            from .context import ContextService
+
+            self._context = ContextService(self.preparer, self.http, lambda: self.models, self.runner.stream)
+        return self._context
+
     async def aclose(self) -> None:
         for transport in self.transports.built():
             await transport.aclose()
@@ -147,6 +163,14 @@ class Engine:
     async def embed(self, params: EmbedParams) -> EmbedResult:
         """``llm_embed``: one vector per input, in order (see ``embed``)."""
         return await self.embedder.embed(params)
+
+    async def count_tokens(self, params: CountTokensParams, local: LocalCount | None = None) -> CountTokensResult:
+        """``count_tokens``: the provider's count where it has one, else the calibrated estimate."""
+        return await self.context.count(params, local)
+
+    async def compact_messages(self, params: CompactMessagesParams) -> CompactMessagesResult:
+        """``llm_compact_messages``: the oldest turns replaced by a summary, down to the target."""
+        return await self.context.compact_messages(params)
 
     # --- streams by id ------------------------------------------------------------------------
 

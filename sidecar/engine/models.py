@@ -26,6 +26,8 @@ class ModelLists:
         self.registry = registry
         self.preparer = preparer
         self._models: dict[str, tuple[float, list[Model]]] = {}
+        self._unlisted: dict[str, float] = {}
+        """providers whose list could not be read for ``model``, and when"""
 
     async def fetch(self, provider: Provider, key: str | None, timeout: float) -> list[Model]:
         """The provider's live model list through its transport: the cheapest authenticated round trip
@@ -54,8 +56,27 @@ class ModelLists:
             return TestConnectionResult(ok=True, latency_ms=ms)
         return TestConnectionResult(ok=False, latency_ms=ms, error=error.info)
 
+    async def model(self, provider: Provider, model_id: str) -> Model | None:
+        """One model of the provider's live list (cached like ``list_models``; asked when not cached); None
+        when the list does not have it or cannot be read."""
+        cached = self._models.get(provider.id)
+        if cached is None or time.monotonic() - cached[0] >= MODELS_TTL:
+            failed = self._unlisted.get(provider.id)
+            if failed is not None and time.monotonic() - failed < MODELS_TTL:
+                return None  # asked a moment ago and it failed: not again on every request
+            try:
+                models = await self.fetch(provider, await self.preparer.key(provider), MODELS_TIMEOUT)
+            except SidecarError as exc:
+                log.info("model list of %s not available: %s", provider.id, exc.info.message)
+                self._unlisted[provider.id] = time.monotonic()
+                return None
+            self._unlisted.pop(provider.id, None)
+            cached = self._models[provider.id] = (time.monotonic(), models)
+        return next((m for m in cached[1] if m.id == model_id), None)
+
     def forget(self, provider_id: str) -> None:
         self._models.pop(provider_id, None)
+        self._unlisted.pop(provider_id, None)
 
     async def list_models(self, providers: list[Provider], refresh: bool) -> list[ModelInfo]:
         """Catalog models merged with each provider's live list (cached; ``refresh`` bypasses).
@@ -84,7 +105,13 @@ class ModelLists:
                 tg.start_soon(fetch, p)
         out: list[ModelInfo] = []
         for p in providers:
+            configured = {m.id: m for m in p.configured_models}
             known = {m.id for m in p.models}
             out += [m.info(p.id) for m in p.models]
-            out += [m.info(p.id) for m in live.get(p.id, ()) if m.id not in known]
+            for m in live.get(p.id, ()):  # a live model's window as configure_provider set it, where it did
+                if m.id not in known:
+                    own = configured.pop(m.id, None)
+                    out.append((m if own is None else replace(m, context_window=own.context_window or m.context_window,
+                                max_output_tokens=own.max_output_tokens or m.max_output_tokens)).info(p.id))
+            out += [m.info(p.id) for m in configured.values()]
         return out

@@ -17,12 +17,13 @@ import msgspec
 from ..checks import JsonAnswer
 from ..errors import SidecarError
 from ..policy import Policy, policy_for, priority_of, retry_delay
-from ..types import DoneEvent, FallbackEvent, RetryEvent, StartEvent, Usage
+from ..types import ContextOptions, DoneEvent, FallbackEvent, RetryEvent, StartEvent, StreamTextParams, Usage
 from .prepare import Preparer
 from .request import Emit, Options, Prepared, RunState
 
 if TYPE_CHECKING:
     from ..health import Health
+    from .context import ContextService
 
 log = logging.getLogger("sidecar.engine")
 
@@ -50,6 +51,12 @@ class Outcome:
     stream_id: str | None = None
 
 
+def wants_fit(target: Prepared) -> bool:
+    """The request asks to be made to fit (``context.strategy`` trim or compact)."""
+    ctx = target.params.context
+    return isinstance(ctx, ContextOptions) and ctx.strategy != "error"
+
+
 def _outcome(run: RunState, target: Prepared, finish: str | None, error: str | None, usage: Usage | None) -> Outcome:
     return Outcome(
         kind="stream", provider=target.provider.id, model=target.model_ref, started_at=run.started_at,
@@ -65,6 +72,8 @@ class Runner:
         self._health = health
         self.observers: list[Callable[[Outcome], None]] = []
         """called with every finished request; must be quick and must not raise"""
+        self.context: Callable[[], ContextService] | None = None
+        """the ``context`` option's fitting and the windows learnt from overflows (set by the engine)"""
 
     async def stream(self, prepared: Prepared, emit: Emit, *, stream_id: str | None = None) -> DoneEvent:
         """Emit a request's events up to its end and return its ``done`` event (not emitted).
@@ -81,15 +90,31 @@ class Runner:
         for warning in target.warnings:
             await emit(warning)
         outcome: Outcome | None = None
+        context = self.context() if self.context is not None else None
+        fit: SidecarError | bool = context is not None and wants_fit(target)  # True: fit before sending; an
+        # error: fit again after this upstream overflow; False: send as it is
+        refitted = False  # after an upstream overflow the request is fitted once more, not again and again
         try:
             with anyio.fail_after(policy_for(prepared.params, prepared.provider).total):
                 while True:
+                    fitting = fit is not False
                     try:
+                        if context is not None and fit is not False:
+                            target = await context.fit(target, run.emit, None if fit is True else fit)
+                        fitting = fit = False
                         done = await self._with_retries(target, run)
                     except SidecarError as exc:
-                        if run.output or not fallbacks or not (exc.info.retryable or exc.code in FALLBACK_ON):
+                        overflow = exc.code == "context_length_exceeded" and not run.output
+                        if overflow and context is not None and not fitting:
+                            if not refitted and wants_fit(target):
+                                refitted, fit = True, exc
+                                continue
+                            context.learn(target, exc)
+                        if run.output or not fallbacks or not (exc.info.retryable or exc.code in FALLBACK_ON
+                                                               or overflow):
                             raise
-                        target = await self._next_fallback(target, fallbacks, exc, run)
+                        target = await self._next_fallback(target, fallbacks, exc, run, prepared.params, context)
+                        fit, refitted = context is not None and wants_fit(target), False
                         continue
                     if answer is not None:
                         answer.verify(done.finish_reason, target.provider.id)
@@ -134,15 +159,21 @@ class Runner:
                 log.exception("an observer failed")
 
     async def _next_fallback(
-        self, failed: Prepared, fallbacks: list[str], exc: SidecarError, run: RunState
+        self, failed: Prepared, fallbacks: list[str], exc: SidecarError, run: RunState, params: StreamTextParams,
+        context: ContextService | None,
     ) -> Prepared:
-        """The next fallback model that can be prepared; the original error when none can."""
+        """The next fallback model that can be prepared (for an overflow, one with a larger window), from the
+        request's own ``params`` (not as the context option fitted them to the failed model); the original
+        error when none can."""
         while fallbacks:
             model = fallbacks.pop(0)
             try:
-                nxt = await self.preparer.prepare(msgspec.structs.replace(failed.params, model=model))
+                nxt = await self.preparer.prepare(msgspec.structs.replace(params, model=model))
             except SidecarError as why:
                 log.warning("fallback %s skipped: %s", model, why.info.message)
+                continue
+            if exc.code == "context_length_exceeded" and context is not None and not await context.larger(failed, nxt):
+                log.info("fallback %s skipped: its context window is not larger than %s's", model, failed.model_ref)
                 continue
             await run.emit(FallbackEvent(from_model=failed.model_ref, to_model=nxt.model_ref, reason=exc.info.code))
             for warning in nxt.warnings:

@@ -265,6 +265,25 @@ class LocalModels:
                 self._used(model_id, slot, info)
         return finish, Usage(input_tokens=count.prompt, output_tokens=count.sampled)
 
+    async def count_tokens(self, model_id: str, params: StreamTextParams) -> int:
+        """The prompt's tokens as the model reads it: its chat template applied, its own tokenizer."""
+        import anyio
+
+        self.get(model_id)
+        self.require_installed()
+        return await anyio.to_thread.run_sync(self.count_blocking, model_id, params)
+
+    def count_blocking(self, model_id: str, params: StreamTextParams) -> int:
+        info = self.get(model_id)
+        slot = self._slot(model_id)
+        with slot.lock:
+            llm = self._loaded(slot, info)
+            try:
+                prompt, bos_added = _prompt(llm, _messages(params))
+                return len(llm.tokenize(prompt.encode(), add_bos=not bos_added, special=True))
+            finally:
+                self._used(model_id, slot, info)
+
     # --- embeddings ---------------------------------------------------------------------------------------------
 
     async def embed(self, model_id: str, texts: list[str]) -> tuple[list[list[float]], int]:
@@ -320,6 +339,24 @@ def _pool(rows: Any) -> list[float]:
         vector = [sum(col) / n for col in zip(*rows, strict=True)] if n else []
     norm = math.sqrt(sum(x * x for x in vector)) or 1.0
     return [x / norm for x in vector]
+
+
+def _prompt(llm: Any, messages: list[dict[str, str]]) -> tuple[str, bool]:
+    """The prompt llama-cpp-python's chat completion builds: the GGUF's chat template over the messages, with
+    the opening of the answer (a model without a template: the texts, one a line); and whether it holds the
+    BOS token already."""
+    template = llm.metadata.get("tokenizer.chat_template")
+    if not template:
+        return "\n".join(m["content"] for m in messages), False
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    def token(i: int) -> str:
+        return llm.detokenize([i], special=True).decode("utf-8", "replace") if i >= 0 else ""
+
+    formatter = Jinja2ChatFormatter(template=template, eos_token=token(llm.token_eos()),
+                                    bos_token=token(llm.token_bos()), add_generation_prompt=True)
+    result = formatter(messages=messages)  # type: ignore[arg-type]
+    return result.prompt, bool(result.added_special)
 
 
 def _messages(params: StreamTextParams) -> list[dict[str, str]]:

@@ -12,9 +12,22 @@ from ..types import ErrorCode
 MAX_MESSAGE = 500
 
 
+_OVERFLOW = (
+    "context_length",  # OpenAI's code; vLLM
+    "exceeds the context length",  # Ollama: "the input length exceeds the context length"
+    "maximum context length",  # OpenAI, vLLM, DeepSeek, Groq, Mistral
+    "too many tokens",  # Cohere
+    "prompt is too long",  # Anthropic
+    "exceeds the maximum number of tokens",  # Gemini
+    "context size",  # llama.cpp's server ("exceeds the available context size"; type exceed_context_size_error)
+    "context window",  # "exceeds the context window" (several OpenAI-compatible servers)
+)
+"""words of an upstream's error that mean the prompt did not fit the model's context window"""
+
+
 def classify(status: int | None, code: str = "", message: str = "") -> ErrorCode:
     text = f"{code} {message}".lower()
-    if "context_length" in text or "maximum context length" in text or "too many tokens" in text:
+    if any(w in text for w in _OVERFLOW):
         return "context_length_exceeded"
     if "content_filter" in text or "content_policy" in text or "safety" in text:
         return "content_filtered"

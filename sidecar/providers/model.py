@@ -108,6 +108,13 @@ class Provider:
         if self.oauth is not None:
             return "oauth"
         return "api_key" if self.requires_api_key or self.api_key_env else "none"
+    configured_models: tuple[Model, ...] = ()
+    """models the catalog does not know that configure_provider gave limits (context windows) to; unlike
+    ``models``, they say nothing of what the model is (chat or embeddings)"""
+
+    def model(self, model_id: str) -> Model | None:
+        """What the catalog, or configure_provider's limits, know of one model."""
+        return next((m for m in (*self.models, *self.configured_models) if m.id == model_id), None)
 
     @property
     def default_models(self) -> list[str]:

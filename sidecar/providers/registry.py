@@ -12,9 +12,9 @@ from msgspec import UNSET
 from ..errors import SidecarError, header_safe
 from ..settings import Settings, SettingsStore
 from ..trust import Trust, host_of
-from ..types import ConfigureProviderParams, OAuthConfig, Protocol, ProviderConfig, ProviderLimits
+from ..types import ConfigureProviderParams, ModelLimits, OAuthConfig, Protocol, ProviderConfig, ProviderLimits
 from .catalog import BUILTIN
-from .model import Provider
+from .model import Model, Provider
 from .routing import OPENAI_STYLE
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -105,6 +105,24 @@ def _protocol(own: Protocol, chosen: str | None) -> Protocol:
     return own
 
 
+def _with_limits(p: Provider, limits: dict[str, ModelLimits] | None) -> Provider:
+    """``p`` with configure_provider's model limits over the catalog's; models the catalog does not know go to
+    ``configured_models``."""
+    if not limits:
+        return p
+    models = []
+    for m in p.models:
+        given = limits.get(m.id)
+        if given is not None:
+            m = replace(m, context_window=given.context_window or m.context_window,
+                        max_output_tokens=given.max_output_tokens or m.max_output_tokens)
+        models.append(m)
+    known = {m.id for m in p.models}
+    added = tuple(Model(mid, context_window=g.context_window or None, max_output_tokens=g.max_output_tokens or None)
+                  for mid, g in sorted(limits.items()) if mid not in known)
+    return replace(p, models=tuple(models), configured_models=added)
+
+
 class Registry:
     def __init__(self, settings: SettingsStore, trust: Trust | None = None) -> None:
         self._settings = settings
@@ -136,6 +154,7 @@ class Registry:
         o = settings.overrides.get(p.id)
         if o is None:
             return p
+        p = _with_limits(p, o.models)
         if p.is_custom:  # a custom provider's own fields are changed in place; only limits live here
             return replace(p, limits=o.limits)
         return replace(
@@ -199,7 +218,7 @@ class Registry:
                                f"says where requests go (the app can set --base-url {params.id}=URL)")
         if isinstance(params.oauth, OAuthConfig):
             check_oauth(params.oauth)
-        fields = ("base_url", "headers", "api_key_env", "extra_body", "limits", "protocol", "oauth")
+        fields = ("base_url", "headers", "api_key_env", "extra_body", "limits", "protocol", "oauth", "models")
         changes = {f: getattr(params, f) for f in fields if getattr(params, f) is not UNSET}
         current = self.get(params.id)  # unknown_provider
         custom = params.id not in self._builtin
