@@ -23,6 +23,19 @@ export {
   type StreamOutputEvent,
   type StreamResult,
 } from "./client.js";
+export { SidecarStream } from "./stream.js";
+export {
+  ChatLoopStream,
+  type ApprovalCall,
+  type ApprovalDecision,
+  type ChatLoopEvent,
+  type ChatLoopOptions,
+  type ChatLoopResult,
+  type ChatLoopTool,
+  type ToolApprovalRequestedEvent,
+  type ToolCallContext,
+  type ToolResultEvent,
+} from "./chat-loop.js";
 export {
   RpcErrorCode,
   SidecarError,
