@@ -66,6 +66,10 @@ def require_sdk() -> None:
     except ImportError:
         raise SidecarError("provider_not_installed", "MCP servers need the MCP SDK: pip install "
                            "'llm-sidecar[mcp]' (or the mcp package) in the sidecar's environment") from None
+    # The SDK and its HTTP client log whole messages and headers at debug: a server's secret env value
+    # echoed in a result, or a secret header, must not reach the log.
+    for name in ("mcp", "mcp_types", "httpx2", "httpcore2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 class McpServer:
@@ -105,7 +109,8 @@ class McpServer:
             info.error = self.error
         if self.server_info is not None:
             info.server_name = self.server_info.name
-            info.server_version = self.server_info.version
+            if self.server_info.version:
+                info.server_version = self.server_info.version
         if self.tools is not None:
             info.tool_count = len(self.tools)
         if self.pid is not None:
@@ -196,6 +201,7 @@ class McpServer:
         finally:
             self.session, self.pid = None, None
             if scope.cancel_called:
+                log.info("MCP server %s stopped", self.id)
                 self.status = "stopped"
                 with anyio.CancelScope(shield=True), anyio.move_on_after(1):
                     await self._set("stopped")
