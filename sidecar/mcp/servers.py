@@ -35,8 +35,6 @@ from ..types import (
     RemovedResult,
     ToolDefinition,
 )
-from . import config as configs
-from . import transport
 from .tools import McpTool, tool_name
 
 if TYPE_CHECKING:
@@ -45,6 +43,7 @@ if TYPE_CHECKING:
     from ..credentials import Credentials
     from ..settings import SettingsStore
     from ..trust import Trust
+    from .transport import Streams
 
 log = logging.getLogger("sidecar.mcp")
 
@@ -238,7 +237,9 @@ class McpServer:
             self.session, self.pid = None, None
 
     @asynccontextmanager
-    async def _link(self) -> AsyncIterator[tuple[transport.Streams, anyio.Event]]:
+    async def _link(self) -> AsyncIterator[tuple[Streams, anyio.Event]]:
+        from . import transport
+
         cfg = self.cfg
         secrets = await self._secrets()
         if cfg.transport == "http":
@@ -259,6 +260,8 @@ class McpServer:
 
     async def _secrets(self) -> dict[tuple[str, str], str]:
         """The secret values from the keychain, by (env|header, name)."""
+        from . import config as configs
+
         out: dict[tuple[str, str], str] = {}
         for kind, names in (("env", self.cfg.secret_env), ("header", self.cfg.secret_headers)):
             for name in names or []:
@@ -399,6 +402,8 @@ class McpHost:
     async def add(self, params: McpAddServerParams) -> McpServerInfo:
         """Keep a server (secret values in the keychain first, then the settings); with ``start``, answer once
         it is ready or failed."""
+        from . import config as configs
+
         self._check_allowed(params.id, "Adding")
         cfg, secrets = configs.split_secrets(params)
         for name, value in secrets.items():
@@ -426,6 +431,8 @@ class McpHost:
             await server.stop()
         if removed is None:
             return RemovedResult(removed=False)
+        from . import config as configs
+
         for name in configs.secret_names(removed):
             await self._forget(name)
         log.info("MCP server %s removed", server_id)
