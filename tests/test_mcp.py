@@ -470,9 +470,10 @@ def test_secret_env_goes_to_the_keychain_and_the_server_only(sidecar: Sidecar, h
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
-def test_no_server_process_is_left_after_stdin_closes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("end", ["stdin", "sigterm"])
+def test_no_server_process_is_left_after_the_sidecar_ends(tmp_path: Path, end: str) -> None:
     """Both real servers and a launcher (``sh -c``) that leaves a child of its own: after the sidecar's stdin
-    closes, not one process of their groups is left."""
+    closes (or it gets SIGTERM), not one process of their groups is left."""
     sc = spawn(tmp_path / "data", "--allow-mcp")
     sc.call("mcp_add_server", time_server(), timeout=60)
     sc.call("mcp_add_server", {"id": "launcher", "transport": "stdio", "command": "sh", "args": [
@@ -488,7 +489,48 @@ def test_no_server_process_is_left_after_stdin_closes(tmp_path: Path) -> None:
     members = {pid for pgid in groups.values() for pid in group_members(pgid)}
     assert len(group_members(groups["launcher"])) >= 2  # the server and its sleep
     assert all(alive(pid) for pid in members)
-    sc.close_stdin()
+    if end == "stdin":
+        sc.close_stdin()
+    else:
+        sc.proc.send_signal(signal.SIGTERM)
     assert sc.wait_exit(10) == 0
     left = [pid for pid in members if alive(pid)] + [p for g in groups.values() for p in group_members(g)]
     assert left == [], f"MCP server processes outlived the sidecar: {left}"
+
+
+# --- a tool list that changes; a Streamable HTTP server ------------------------------------------------------------
+
+
+def test_a_changed_tool_list_is_read_again(sidecar: Sidecar) -> None:
+    before = {t["name"] for t in sidecar.call("mcp_list_tools", {"server": "rec"}, timeout=60)}
+    assert "grown" not in before
+    sidecar.call("mcp_call_tool", {"server": "rec", "name": "grow", "arguments": {}})
+    sidecar.wait_for(lambda m: m.get("method") == "mcp-status" and m["params"]["id"] == "rec"
+                     and m["params"].get("tool_count") == len(before) + 1, timeout=30)
+    after = {t["name"] for t in sidecar.call("mcp_list_tools", {"server": "rec"})}
+    assert after == before | {"grown"}
+    assert sidecar.call("mcp_call_tool", {"server": "rec", "name": "grown", "arguments": {}})["content"] == [
+        {"type": "text", "text": "grown"}]
+
+
+def test_streamable_http_server_with_a_secret_header(sidecar: Sidecar, home: Path) -> None:
+    record = home / "http-record.txt"
+    server = subprocess.Popen([sys.executable, str(RECORDER), "--http"], env={**os.environ, "MCP_RECORD_FILE":
+                              str(record)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        port = int(wait_lines(record, "listening", sidecar)[0].split()[1])
+        token = "http-" + SECRET
+        info = sidecar.call("mcp_add_server", {
+            "id": "remote", "transport": "http", "url": f"http://127.0.0.1:{port}/mcp",
+            "headers": {"x-api-token": token}, "secret_headers": ["x-api-token"], "start": True}, timeout=60)
+        assert info["status"] == "ready" and info["header_names"] == ["x-api-token"] and "pid" not in info
+        result = sidecar.call("mcp_call_tool", {"server": "remote", "name": "echo", "arguments": {"text": "over http"}})
+        assert result["content"] == [{"type": "text", "text": "over http"}]
+        assert f"token {token}" in record.read_text().splitlines()  # the keychain's value reached the server
+        assert token not in (home / "data" / "settings.json").read_text()
+        assert token not in json.dumps(sidecar.call("mcp_list_servers"))
+        assert token.encode() not in sidecar.stderr
+        assert sidecar.call("mcp_remove_server", {"id": "remote"}) == {"removed": True}
+    finally:
+        server.terminate()
+        server.wait(10)
