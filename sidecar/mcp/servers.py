@@ -197,6 +197,9 @@ class McpServer:
                     await self._set("failed", reason)
                     await anyio.sleep(BACKOFF_S[failures - 1])
                     self.restarts += 1
+        except Exception as exc:  # a bug here must not leave callers waiting for a status that never comes
+            log.exception("MCP server %s: its supervisor failed", self.id)
+            await self._set("failed", f"internal error: {type(exc).__name__}")
         finally:
             self.session, self.pid = None, None
             if scope.cancel_called:
