@@ -279,6 +279,19 @@ class Credentials:
             return "env"
         return None
 
+    # --- secrets that are not a provider's key (an MCP server's secret env and header values) ---------
+
+    async def save_secret(self, name: str, value: str) -> None:
+        """Keep ``value`` in the keychain under ``name`` (never logged, never in the settings)."""
+        await self._call(partial(_set, self.service, name, value))
+
+    async def read_secret(self, name: str) -> str | None:
+        value = await self._call(lambda kr: kr.get_password(self.service, name))
+        return value or None
+
+    async def delete_secret(self, name: str) -> bool:
+        return await self._call(partial(_delete, self.service, name))
+
     async def backend_name(self) -> str | None:
         try:
             await self._call(lambda kr: None)

@@ -118,6 +118,8 @@ def build() -> dict[str, Any]:
              "params": {"$ref": REF.format(name="SidecarReady")}},
             {"name": "llm-stream-{stream_id}", "summary": "One event of a stream; exactly one done or error "
              "event ends it.", "params": {"$ref": REF.format(name="StreamEvent")}},
+            {"name": "mcp-status", "summary": "An MCP server's status changed (starting, ready, failed, stopped) "
+             "or its tool list did.", "params": {"$ref": REF.format(name="McpServerInfo")}},
         ],
     }
 

@@ -8,7 +8,9 @@ webview can be compromised. So:
   base URL the app set (``--base-url openai=URL``); any other variable only when the app allowed it, to the
   host it named (``--allow-env NAME=HOST``);
 - a provider's own key goes to a Meilisearch only when the app allowed that Meilisearch
-  (``--allow-meilisearch URL``).
+  (``--allow-meilisearch URL``);
+- an MCP server is a program the sidecar starts: RPC may use the servers the app declared
+  (``--mcp-config FILE``) but add or remove servers only when the app allowed it (``--allow-mcp``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from .errors import SidecarError
+from .types import McpServerConfig
 
 
 def host_of(url: str) -> str:
@@ -53,11 +56,17 @@ class Trust:
     """origins of the Meilisearch instances that may receive a provider's key (``--allow-meilisearch``)"""
     programs: Mapping[str, str] = field(default_factory=dict)
     """provider id -> the program it runs (``--claude-path``, then ``CLAUDE_CODE_PATH``, for ``claude-code``)"""
+    allow_mcp: bool = False
+    """mcp_add_server and mcp_remove_server may be used (``--allow-mcp``, ``LLM_SIDECAR_ALLOW_MCP=1``): the UI
+    can then start programs"""
+    mcp_servers: Mapping[str, McpServerConfig] = field(default_factory=dict)
+    """the MCP servers the app declared (``--mcp-config FILE``, ``LLM_SIDECAR_MCP_CONFIG``); RPC cannot change them"""
 
     @classmethod
     def from_options(cls, base_urls: Iterable[str] = (), allow_env: Iterable[str] = (),
                      allow_meilisearch: Iterable[str] = (), environ: Mapping[str, str] = os.environ,
-                     claude_path: str | None = None) -> Trust:
+                     claude_path: str | None = None, allow_mcp: bool = False,
+                     mcp_config: str | None = None) -> Trust:
         """From the command line's repeatable options and their ``NAME=VALUE,...`` environment twins."""
         urls = _pairs([*_split(environ.get("LLM_SIDECAR_BASE_URLS")), *base_urls], "--base-url PROVIDER=URL")
         for provider, url in urls.items():
@@ -71,8 +80,16 @@ class Trust:
                 raise ValueError(f"--allow-meilisearch: {url!r} is not an http(s) URL")
         claude = claude_path or environ.get("CLAUDE_CODE_PATH") or ""
         programs = {"claude-code": claude.strip()} if claude.strip() else {}
+        mcp_file = mcp_config or environ.get("LLM_SIDECAR_MCP_CONFIG") or ""
+        mcp_servers = {}
+        if mcp_file.strip():
+            from .mcp.config import load_file
+
+            mcp_servers = load_file(mcp_file.strip())
+        allow_mcp = allow_mcp or environ.get("LLM_SIDECAR_ALLOW_MCP", "") not in ("", "0")
         return cls(base_urls={k: v.rstrip("/") for k, v in urls.items()}, allowed_env=hosts,
-                   meilisearch=frozenset(origin_of(u) for u in meili), programs=programs)
+                   meilisearch=frozenset(origin_of(u) for u in meili), programs=programs, allow_mcp=allow_mcp,
+                   mcp_servers=mcp_servers)
 
     def allows_meilisearch(self, url: str) -> bool:
         return origin_of(url) in self.meilisearch
