@@ -1,7 +1,7 @@
 // client.chatLoop: a tool loop (llm_chat_loop_start) whose tools are the app's own functions.
 import type { SidecarClient, StreamOptions } from "./client.js";
 import { SidecarError } from "./errors.js";
-import type { ChatLoopParams, DoneEvent, Message, ToolResult, Usage } from "./generated.js";
+import type { ApprovalCall, ChatLoopParams, DoneEvent, Message, ToolApprovalDecision, ToolResult, Usage } from "./generated.js";
 import { SidecarStream, type StreamEventOf, type StreamOutputEvent } from "./stream.js";
 
 /** One of the app's tools: its JSON Schema and the function that runs it. */
@@ -26,44 +26,14 @@ export interface ToolCallContext {
   signal: AbortSignal;
 }
 
-/** A call that waits for the app's approval (`tool_approval_requested`, an MCP server's tool). */
-export interface ApprovalCall {
-  /** The model's tool call id. */
-  id: string;
-  /** The MCP server that would run it. */
-  server: string;
-  /** The tool's own name on that server. */
-  name: string;
-  arguments: Record<string, unknown>;
-}
-
 /** `true` runs the call, `false` refuses it; `reason` is told to the model. */
 export type ApprovalDecision = boolean | { approved: boolean; reason?: string };
 
-/** `tool_approval_requested`: the loop waits for `llm_submit_tool_approval`. */
-export interface ToolApprovalRequestedEvent {
-  type: "tool_approval_requested";
-  stream_id: string;
-  seq: number;
-  loop_id: string;
-  step: number;
-  calls: ApprovalCall[];
-}
-
-/** `tool_result`: a tool the sidecar ran itself (an MCP server's) has answered. */
-export interface ToolResultEvent {
-  type: "tool_result";
-  stream_id: string;
-  seq: number;
-  call_id: string;
-  server: string;
-  name: string;
-  is_error: boolean;
-  preview: string;
-}
-
-/** Every event a tool loop sends. */
-export type ChatLoopEvent = StreamOutputEvent | ToolApprovalRequestedEvent | ToolResultEvent;
+/**
+ * Every event a tool loop sends: a stream's events, plus `step_start`, `tool_calls_requested`, and
+ * for MCP tools `tool_approval_requested` and `tool_result`.
+ */
+export type ChatLoopEvent = StreamOutputEvent;
 
 /** What `client.chatLoop` takes: the loop's params, with the tools as functions. */
 export interface ChatLoopOptions extends Omit<ChatLoopParams, "tools"> {
@@ -139,9 +109,9 @@ async function runTool(
   }
 }
 
-function decision(id: string, answer: ApprovalDecision): { id: string; approved: boolean; reason?: string } {
+function decision(id: string, answer: ApprovalDecision): ToolApprovalDecision {
   if (typeof answer === "boolean") return { id, approved: answer };
-  const out: { id: string; approved: boolean; reason?: string } = { id, approved: answer.approved === true };
+  const out: ToolApprovalDecision = { id, approved: answer.approved === true };
   if (typeof answer.reason === "string") out.reason = answer.reason;
   return out;
 }
@@ -178,7 +148,7 @@ export async function runChatLoop(client: SidecarClient, options: ChatLoopOption
     await client.submitToolResults({ loop_id: event.loop_id, results });
   };
 
-  const answerApproval = async (event: ToolApprovalRequestedEvent, ask: NonNullable<ChatLoopOptions["approve"]>): Promise<void> => {
+  const answerApproval = async (event: StreamEventOf<"tool_approval_requested">, ask: NonNullable<ChatLoopOptions["approve"]>): Promise<void> => {
     const context = { step: event.step, loopId: event.loop_id, signal: work.signal };
     const decisions = await Promise.all(
       event.calls.map(async (call) => {
@@ -190,15 +160,14 @@ export async function runChatLoop(client: SidecarClient, options: ChatLoopOption
       }),
     );
     if (work.signal.aborted) return;
-    await client.call("llm_submit_tool_approval", { loop_id: event.loop_id, decisions });
+    await client.submitToolApproval({ loop_id: event.loop_id, decisions });
   };
 
   let stepText: string[] = [];
   let steps = 0;
   let done: DoneEvent | undefined;
   try {
-    for await (const event of stream) {
-      const loopEvent = event as ChatLoopEvent;
+    for await (const loopEvent of stream) {
       onEvent?.(loopEvent);
       switch (loopEvent.type) {
         case "step_start":

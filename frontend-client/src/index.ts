@@ -26,15 +26,12 @@ export {
 export { SidecarStream } from "./stream.js";
 export {
   ChatLoopStream,
-  type ApprovalCall,
   type ApprovalDecision,
   type ChatLoopEvent,
   type ChatLoopOptions,
   type ChatLoopResult,
   type ChatLoopTool,
-  type ToolApprovalRequestedEvent,
   type ToolCallContext,
-  type ToolResultEvent,
 } from "./chat-loop.js";
 export {
   RpcErrorCode,

@@ -1,8 +1,9 @@
 // client.chatLoop and the stream views (fullStream, textStream, text, usage) against the real sidecar.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { after, before, it } from "node:test";
-import { SidecarError, type ChatLoopEvent, type SidecarClient, type StreamOutputEvent } from "llm-sidecar-client";
-import { connectSidecar, describeWithSidecar, user } from "./helpers.js";
+import { SidecarClient, SidecarError, type ApprovalCall, type ChatLoopEvent, type StreamOutputEvent } from "llm-sidecar-client";
+import { connectSidecar, describeNeeding, describeWithSidecar, sidecarProblem, sidecarPython, spawnSidecar, user } from "./helpers.js";
 import { Upstream, textReply, toolReply } from "./upstream.js";
 
 async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
@@ -230,5 +231,81 @@ describeWithSidecar("stream views + real sidecar", () => {
     assert.equal(await stream.text, "only text");
     const state = await client.getLoopMessages({ loop_id: await stream.loopId });
     assert.equal(state.state, "done");
+  });
+});
+
+/** Why the approval suite cannot run: no sidecar, or no real MCP server (mcp-server-time, the dev extra's). */
+function mcpProblem(): string | false {
+  const problem = sidecarProblem();
+  if (problem) return problem;
+  const probe = spawnSync(sidecarPython, ["-c", "import mcp, mcp_server_time"], { encoding: "utf8" });
+  return probe.status === 0 ? false : `${sidecarPython} cannot import mcp and mcp_server_time: install the dev extra (scripts/setup.sh --dev)`;
+}
+
+// 12:00 UTC is 21:00 in Tokyo (no DST there): a value from outside the sidecar.
+const CONVERT = { source_timezone: "UTC", time: "12:00", target_timezone: "Asia/Tokyo" };
+
+describeNeeding(mcpProblem(), "client.chatLoop approves MCP tool calls (a real MCP server: mcp-server-time)", () => {
+  let client: SidecarClient;
+  const upstreams: Upstream[] = [];
+
+  before(async () => {
+    client = await SidecarClient.connect(spawnSidecar({}, ["--allow-mcp"]));
+    await client.mcpAddServer({ id: "time", transport: "stdio", command: sidecarPython, args: ["-m", "mcp_server_time", "--local-timezone", "UTC"] });
+  });
+
+  after(async () => {
+    await client.close();
+    await Promise.all(upstreams.map((u) => u.close()));
+  });
+
+  async function loopback(id: string, text: string): Promise<Upstream> {
+    const upstream = await Upstream.start([toolReply("call_t1", "time__convert_time", CONVERT), textReply(text)]);
+    upstreams.push(upstream);
+    await upstream.register(client, id);
+    return upstream;
+  }
+
+  it("approve says yes: the call runs on the MCP server and its real result reaches the model", { timeout: 60_000 }, async () => {
+    const upstream = await loopback("loopback-approve", "It is 21:00 in Tokyo.");
+    const asked: [ApprovalCall, number][] = [];
+    const events: ChatLoopEvent[] = [];
+    const result = await client.chatLoop({
+      model: "loopback-approve:m",
+      messages: [user("What time is it in Tokyo when it is noon in UTC?")],
+      mcp_servers: ["time"],
+      tool_approval: "always",
+      approve: (call, { step }) => {
+        asked.push([call, step]);
+        return true;
+      },
+      onEvent: (event) => events.push(event),
+    });
+    assert.deepEqual(asked, [[{ id: "call_t1", server: "time", name: "convert_time", arguments: CONVERT }, 1]]);
+    assert.equal(result.text, "It is 21:00 in Tokyo.");
+    const kinds = events.map((e) => e.type);
+    assert.ok(kinds.indexOf("tool_approval_requested") < kinds.indexOf("tool_result"), kinds.join(","));
+    const toolResult = events.find((e) => e.type === "tool_result");
+    assert.equal(toolResult?.type === "tool_result" && toolResult.is_error, false);
+    const toolMessage = upstream.requests[1]?.body.messages?.find((m) => m.role === "tool");
+    assert.ok(toolMessage, JSON.stringify(upstream.requests[1]?.body));
+    assert.equal(toolMessage.tool_call_id, "call_t1");
+    const answer = JSON.parse(String(toolMessage.content)) as { target: { datetime: string; timezone: string } };
+    assert.equal(answer.target.timezone, "Asia/Tokyo");
+    assert.ok(answer.target.datetime.split("T")[1]?.startsWith("21:00"), answer.target.datetime);
+  });
+
+  it("approve says no, with a reason: the model gets an error result that says why", { timeout: 60_000 }, async () => {
+    const upstream = await loopback("loopback-deny", "Understood.");
+    const result = await client.chatLoop({
+      model: "loopback-deny:m",
+      messages: [user("What time is it in Tokyo when it is noon in UTC?")],
+      mcp_servers: ["time"],
+      tool_approval: { "time/convert_time": "always" },
+      approve: async () => ({ approved: false, reason: "not during the meeting" }),
+    });
+    assert.equal(result.text, "Understood.");
+    const toolMessage = upstream.requests[1]?.body.messages?.find((m) => m.role === "tool");
+    assert.match(String(toolMessage?.content), /not during the meeting/);
   });
 });
