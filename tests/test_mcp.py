@@ -188,6 +188,17 @@ def test_time_server_lists_its_tools_and_answers_a_call(sidecar: Sidecar) -> Non
     assert statuses[:2] == ["starting", "ready"]
 
 
+def test_a_servers_stderr_goes_to_the_log_at_debug(sidecar: Sidecar) -> None:
+    import time
+
+    sidecar.call("mcp_call_tool", {"server": "rec", "name": "echo", "arguments": {"text": "x"}}, timeout=60)
+    line = b"DEBUG sidecar.mcp: MCP server rec: recorder: serving on stdio"
+    deadline = time.monotonic() + 20  # the log line and the answer travel different pipes
+    while line not in sidecar.stderr and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert line in sidecar.stderr
+
+
 @needs_everything
 def test_everything_server_text_and_image_results(sidecar: Sidecar) -> None:
     tools = sidecar.call("mcp_list_tools", {"server": "everything"}, timeout=60)
@@ -317,6 +328,26 @@ def test_mixed_step_mcp_and_app_calls(sidecar: Sidecar, upstream: Upstream) -> N
     tools = tool_messages(bodies(upstream, model)[1])
     assert [(t["tool_call_id"], t["content"]) for t in tools] == [
         ("call_m1", "18 °C"), ("call_m2", "The sum of 1 and 2 is 3.")]
+
+
+@needs_everything
+def test_images_and_embedded_resources_go_back_in_the_protocols_form(sidecar: Sidecar, upstream: Upstream) -> None:
+    """OpenAI's tool messages hold text: the image follows in a user message, as for the app's own results."""
+    model = "mcp-media"
+    upstream.replies[model] = [
+        oai_tool_step(("call_i1", "everything__get-tiny-image", {}),
+                      ("call_r1", "everything__get-resource-reference", {"resourceType": "Text", "resourceId": 2})),
+        oai_text_step("A logo and a resource.")]
+    _, sid = begin(sidecar, f"oai:{model}", mcp_servers=["everything"])
+    assert ended(sidecar, sid)[-1]["type"] == "done"
+    second = bodies(upstream, model)[1]
+    image_tool, resource_tool = tool_messages(second)
+    assert image_tool["tool_call_id"] == "call_i1" and resource_tool["tool_call_id"] == "call_r1"
+    assert "[resource demo://resource/dynamic/text/2]" in resource_tool["content"]
+    assert "Resource 2: This is a plaintext resource" in resource_tool["content"]
+    images = [part["image_url"]["url"] for m in second["messages"] if m["role"] == "user"
+              and isinstance(m["content"], list) for part in m["content"] if part.get("type") == "image_url"]
+    assert len(images) == 1 and images[0].startswith("data:image/png;base64,iVBORw0KGgo")
 
 
 def test_collision_with_an_app_tool_is_refused(sidecar: Sidecar) -> None:
