@@ -62,7 +62,7 @@ def call_ms(data: Path, calls: int) -> dict[str, list[float]]:
         times = []
         for _ in range(calls):
             t0 = time.perf_counter()
-            sc.call("mcp_call_tool", {"server": name, "name": tool, "arguments": args})
+            sc.call("mcp_call_tool", {"server": name, "name": tool, "input": args})
             times.append(ms(time.perf_counter() - t0))
         out[f"{name}: {tool}"] = times
     sc.close_stdin()
