@@ -904,7 +904,9 @@ class McpToolInfo(Wire):
 class McpCallToolParams(Wire):
     server: str
     name: str
-    arguments: dict[str, Any] = {}
+    input: dict[str, Any] = {}
+    """the tool's arguments (MCP's ``arguments``: a param may not be called that, since generated strict
+    TypeScript clients, @open-rpc/generator's among them, cannot take a parameter named ``arguments``)"""
     timeout_ms: Annotated[int, Meta(ge=1)] = 60_000
 
 

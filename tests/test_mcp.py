@@ -175,7 +175,7 @@ def test_time_server_lists_its_tools_and_answers_a_call(sidecar: Sidecar) -> Non
     assert set(by_name) == {"get_current_time", "convert_time"}
     assert by_name["convert_time"]["tool_name"] == "time__convert_time"
     assert by_name["convert_time"]["input_schema"]["required"] == ["source_timezone", "time", "target_timezone"]
-    result = sidecar.call("mcp_call_tool", {"server": "time", "name": "convert_time", "arguments": CONVERT})
+    result = sidecar.call("mcp_call_tool", {"server": "time", "name": "convert_time", "input": CONVERT})
     assert result["is_error"] is False
     answer = json.loads(result["content"][0]["text"])
     assert answer["target"]["datetime"].split("T")[1].startswith("21:00")
@@ -188,15 +188,26 @@ def test_time_server_lists_its_tools_and_answers_a_call(sidecar: Sidecar) -> Non
     assert statuses[:2] == ["starting", "ready"]
 
 
+def test_a_servers_stderr_goes_to_the_log_at_debug(sidecar: Sidecar) -> None:
+    import time
+
+    sidecar.call("mcp_call_tool", {"server": "rec", "name": "echo", "input": {"text": "x"}}, timeout=60)
+    line = b"DEBUG sidecar.mcp: MCP server rec: recorder: serving on stdio"
+    deadline = time.monotonic() + 20  # the log line and the answer travel different pipes
+    while line not in sidecar.stderr and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert line in sidecar.stderr
+
+
 @needs_everything
 def test_everything_server_text_and_image_results(sidecar: Sidecar) -> None:
     tools = sidecar.call("mcp_list_tools", {"server": "everything"}, timeout=60)
     names = {t["name"] for t in tools}
     assert {"echo", "get-sum", "get-tiny-image", "trigger-long-running-operation"} <= names
     assert {t["tool_name"] for t in tools if t["name"] == "get-sum"} == {"everything__get-sum"}
-    result = sidecar.call("mcp_call_tool", {"server": "everything", "name": "get-sum", "arguments": {"a": 2, "b": 40}})
+    result = sidecar.call("mcp_call_tool", {"server": "everything", "name": "get-sum", "input": {"a": 2, "b": 40}})
     assert result == {"content": [{"type": "text", "text": "The sum of 2 and 40 is 42."}], "is_error": False}
-    image = sidecar.call("mcp_call_tool", {"server": "everything", "name": "get-tiny-image", "arguments": {}})
+    image = sidecar.call("mcp_call_tool", {"server": "everything", "name": "get-tiny-image", "input": {}})
     [png] = [c for c in image["content"] if c["type"] == "image"]
     assert png["mimeType"] == "image/png" and png["data"].startswith("iVBORw0KGgo")  # base64 of the PNG magic
 
@@ -319,6 +330,26 @@ def test_mixed_step_mcp_and_app_calls(sidecar: Sidecar, upstream: Upstream) -> N
         ("call_m1", "18 °C"), ("call_m2", "The sum of 1 and 2 is 3.")]
 
 
+@needs_everything
+def test_images_and_embedded_resources_go_back_in_the_protocols_form(sidecar: Sidecar, upstream: Upstream) -> None:
+    """OpenAI's tool messages hold text: the image follows in a user message, as for the app's own results."""
+    model = "mcp-media"
+    upstream.replies[model] = [
+        oai_tool_step(("call_i1", "everything__get-tiny-image", {}),
+                      ("call_r1", "everything__get-resource-reference", {"resourceType": "Text", "resourceId": 2})),
+        oai_text_step("A logo and a resource.")]
+    _, sid = begin(sidecar, f"oai:{model}", mcp_servers=["everything"])
+    assert ended(sidecar, sid)[-1]["type"] == "done"
+    second = bodies(upstream, model)[1]
+    image_tool, resource_tool = tool_messages(second)
+    assert image_tool["tool_call_id"] == "call_i1" and resource_tool["tool_call_id"] == "call_r1"
+    assert "[resource demo://resource/dynamic/text/2]" in resource_tool["content"]
+    assert "Resource 2: This is a plaintext resource" in resource_tool["content"]
+    images = [part["image_url"]["url"] for m in second["messages"] if m["role"] == "user"
+              and isinstance(m["content"], list) for part in m["content"] if part.get("type") == "image_url"]
+    assert len(images) == 1 and images[0].startswith("data:image/png;base64,iVBORw0KGgo")
+
+
 def test_collision_with_an_app_tool_is_refused(sidecar: Sidecar) -> None:
     resp = sidecar.request("llm_chat_loop_start", {
         "model": "oai:x", "messages": [USER], "mcp_servers": ["time"],
@@ -334,7 +365,7 @@ def test_crash_mid_call_fails_the_call_and_the_server_comes_back(sidecar: Sideca
     record = home / "record.txt"
     record.unlink(missing_ok=True)
     sidecar.send({"jsonrpc": "2.0", "id": "crash", "method": "mcp_call_tool",
-                  "params": {"server": "rec", "name": "wait", "arguments": {"seconds": 60}}})
+                  "params": {"server": "rec", "name": "wait", "input": {"seconds": 60}}})
     lines = wait_lines(record, "started wait", sidecar)
     pid = int(lines[0].split()[-1])
     [server] = [s for s in sidecar.call("mcp_list_servers") if s["id"] == "rec"]
@@ -346,18 +377,18 @@ def test_crash_mid_call_fails_the_call_and_the_server_comes_back(sidecar: Sideca
     back = sidecar.wait_for(lambda m: m.get("method") == "mcp-status" and m["params"]["id"] == "rec"
                             and m["params"]["status"] == "ready" and m["params"]["restarts"] == 1, timeout=30)
     assert back["params"]["pid"] != pid
-    assert sidecar.call("mcp_call_tool", {"server": "rec", "name": "echo", "arguments": {"text": "again"}})[
+    assert sidecar.call("mcp_call_tool", {"server": "rec", "name": "echo", "input": {"text": "again"}})[
         "content"] == [{"type": "text", "text": "again"}]
 
 
 @needs_everything
 def test_a_hanging_call_times_out(sidecar: Sidecar) -> None:
     resp = sidecar.request("mcp_call_tool", {"server": "everything", "name": "trigger-long-running-operation",
-                                             "arguments": {"duration": 60, "steps": 2}, "timeout_ms": 500}, timeout=30)
+                                             "input": {"duration": 60, "steps": 2}, "timeout_ms": 500}, timeout=30)
     code, message = domain_error(resp)
     assert code == "timeout" and "500 ms" in message
     # the server is still usable
-    assert sidecar.call("mcp_call_tool", {"server": "everything", "name": "echo", "arguments": {"message": "hi"}})[
+    assert sidecar.call("mcp_call_tool", {"server": "everything", "name": "echo", "input": {"message": "hi"}})[
         "is_error"] is False
 
 
@@ -419,7 +450,7 @@ def test_servers_declared_by_the_app_are_usable_not_changeable(tmp_path: Path) -
         [server] = sc.call("mcp_list_servers")
         assert server["id"] == "time" and server["source"] == "config" and server["status"] == "stopped"
         assert server["env_names"] == ["DECLARED_TOKEN"]
-        result = sc.call("mcp_call_tool", {"server": "time", "name": "convert_time", "arguments": CONVERT}, timeout=60)
+        result = sc.call("mcp_call_tool", {"server": "time", "name": "convert_time", "input": CONVERT}, timeout=60)
         assert "21:00" in result["content"][0]["text"]
         code, message = domain_error(sc.request("mcp_add_server", time_server()))
         assert code == "invalid_request" and "--mcp-config" in message
@@ -445,7 +476,7 @@ def test_secret_env_goes_to_the_keychain_and_the_server_only(sidecar: Sidecar, h
     sidecar.call("mcp_add_server", everything_server(
         "vault", env={"MY_TOKEN": SECRET, "PLAIN_SETTING": "visible"}, secret_env=["MY_TOKEN"], start=True), timeout=60)
     # the server got it (its get-env tool shows its environment)
-    env = sidecar.call("mcp_call_tool", {"server": "vault", "name": "get-env", "arguments": {}})
+    env = sidecar.call("mcp_call_tool", {"server": "vault", "name": "get-env", "input": {}})
     shown = json.loads(env["content"][0]["text"])
     assert shown["MY_TOKEN"] == SECRET and shown["PLAIN_SETTING"] == "visible"
     assert "OPENAI_API_KEY" not in shown  # the sidecar's own environment is not passed on
@@ -504,12 +535,12 @@ def test_no_server_process_is_left_after_the_sidecar_ends(tmp_path: Path, end: s
 def test_a_changed_tool_list_is_read_again(sidecar: Sidecar) -> None:
     before = {t["name"] for t in sidecar.call("mcp_list_tools", {"server": "rec"}, timeout=60)}
     assert "grown" not in before
-    sidecar.call("mcp_call_tool", {"server": "rec", "name": "grow", "arguments": {}})
+    sidecar.call("mcp_call_tool", {"server": "rec", "name": "grow", "input": {}})
     sidecar.wait_for(lambda m: m.get("method") == "mcp-status" and m["params"]["id"] == "rec"
                      and m["params"].get("tool_count") == len(before) + 1, timeout=30)
     after = {t["name"] for t in sidecar.call("mcp_list_tools", {"server": "rec"})}
     assert after == before | {"grown"}
-    assert sidecar.call("mcp_call_tool", {"server": "rec", "name": "grown", "arguments": {}})["content"] == [
+    assert sidecar.call("mcp_call_tool", {"server": "rec", "name": "grown", "input": {}})["content"] == [
         {"type": "text", "text": "grown"}]
 
 
@@ -524,7 +555,7 @@ def test_streamable_http_server_with_a_secret_header(sidecar: Sidecar, home: Pat
             "id": "remote", "transport": "http", "url": f"http://127.0.0.1:{port}/mcp",
             "headers": {"x-api-token": token}, "secret_headers": ["x-api-token"], "start": True}, timeout=60)
         assert info["status"] == "ready" and info["header_names"] == ["x-api-token"] and "pid" not in info
-        result = sidecar.call("mcp_call_tool", {"server": "remote", "name": "echo", "arguments": {"text": "over http"}})
+        result = sidecar.call("mcp_call_tool", {"server": "remote", "name": "echo", "input": {"text": "over http"}})
         assert result["content"] == [{"type": "text", "text": "over http"}]
         assert f"token {token}" in record.read_text().splitlines()  # the keychain's value reached the server
         assert token not in (home / "data" / "settings.json").read_text()

@@ -463,7 +463,7 @@ export interface McpAddServerParams {
 export interface McpCallToolParams {
   server: string;
   name: string;
-  arguments?: {
+  input?: {
     [k: string]: unknown;
   };
   timeout_ms?: number;

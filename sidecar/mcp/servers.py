@@ -487,7 +487,7 @@ class McpHost:
         return out
 
     async def call_tool(self, params: McpCallToolParams) -> McpCallToolResult:
-        result = await self.get(params.server).call(params.name, params.arguments, params.timeout_ms)
+        result = await self.get(params.server).call(params.name, params.input, params.timeout_ms)
         out = McpCallToolResult(content=[b.model_dump(mode="json", by_alias=True, exclude_none=True)
                                          for b in result.content], is_error=bool(result.is_error))
         if result.structured_content is not None:
