@@ -6,7 +6,7 @@ import { APICallError, Output, embed, generateText, jsonSchema, stepCountIs, str
 import { SidecarError, type SidecarClient, type StreamEvent } from "llm-sidecar-client";
 import { createSidecar, type SidecarProvider } from "llm-sidecar-client/ai-sdk";
 import { connectSidecar, describeWithSidecar } from "./helpers.js";
-import { Upstream, textReply, toolReply } from "./upstream.js";
+import { Upstream, anthropicReply, textReply, toolReply } from "./upstream.js";
 
 type Part = { type: string; [k: string]: unknown };
 
@@ -157,6 +157,35 @@ describeWithSidecar("AI SDK provider (ai 7, LanguageModelV4) + real sidecar", ()
     assert.ok(toolMessage, `a tool message in the second request: ${JSON.stringify(second)}`);
     assert.equal(toolMessage.tool_call_id, "call_time_1");
     assert.deepEqual(JSON.parse(String(toolMessage.content)), { tz: "Europe/Paris", time: "12:34" });
+  });
+
+  it("reasoning with its signature round-trips: the SDK's second request sends the thinking block back as it came", async () => {
+    const upstream = await Upstream.start(
+      [
+        anthropicReply({ thinking: { text: "The user wants the time.", signature: "sig-Ez4fQ9" }, tool: { id: "toolu_01", name: "get_time", input: { tz: "UTC" } } }),
+        anthropicReply({ text: "It is noon." }),
+      ],
+      "anthropic",
+    );
+    upstreams.push(upstream);
+    await upstream.register(client, "loopback-anthropic");
+    const result = streamText({
+      model: sidecar("loopback-anthropic:claude-loop"),
+      prompt: "Time?",
+      tools: {
+        get_time: tool({
+          inputSchema: jsonSchema<{ tz: string }>({ type: "object", properties: { tz: { type: "string" } } }),
+          execute: async () => "12:00",
+        }),
+      },
+      stopWhen: stepCountIs(3),
+    });
+    assert.equal(await result.text, "It is noon.");
+    const assistant = upstream.requests[1]?.body.messages?.find((m) => m.role === "assistant") as { content: Record<string, unknown>[] };
+    const [first] = await result.steps;
+    assert.deepEqual(first?.content[0], { type: "reasoning", text: "The user wants the time.", providerMetadata: { sidecar: { signature: "sig-Ez4fQ9" } } });
+    assert.deepEqual(assistant.content[0], { type: "thinking", thinking: "The user wants the time.", signature: "sig-Ez4fQ9" });
+    assert.deepEqual(assistant.content.at(-1), { type: "tool_use", id: "toolu_01", name: "get_time", input: { tz: "UTC" } });
   });
 
   it("the SDK's abort signal aborts the sidecar stream; generateText's abort rejects with the abort", async () => {
