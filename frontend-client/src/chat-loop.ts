@@ -191,7 +191,8 @@ export async function runChatLoop(client: SidecarClient, options: ChatLoopOption
       }
     }
   } catch (error) {
-    throw failure ? failure.error : error;
+    // A failed submit aborted the loop: its cancelled error says less than the submit's own.
+    throw failure && error instanceof SidecarError && error.errorCode === "cancelled" ? failure.error : error;
   } finally {
     work.abort();
   }

@@ -301,6 +301,8 @@ describeWithSidecar("AI SDK provider (ai 7, LanguageModelV4) + real sidecar", ()
       stopSequences: ["STOP"],
       seed: 7,
       topK: 3,
+      tools: { lookup: tool({ inputSchema: jsonSchema<{ q: string }>({ type: "object", properties: { q: { type: "string" } } }), execute: async () => "x" }) },
+      toolChoice: { type: "tool", toolName: "lookup" },
       includeRawChunks: true,
       providerOptions: { sidecar: { reasoning: { budget_tokens: 1000 }, provider_options: { user: "u-1" } } },
     });
@@ -314,6 +316,8 @@ describeWithSidecar("AI SDK provider (ai 7, LanguageModelV4) + real sidecar", ()
     assert.equal(sent.user, "u-1");
     assert.ok(sent.max_tokens === 77 || sent.max_completion_tokens === 77, JSON.stringify(sent));
     assert.equal(sent.top_k, undefined);
+    assert.deepEqual(sent.tool_choice, { type: "function", function: { name: "lookup" } });
+    assert.deepEqual((sent.tools as { function: { name: string } }[]).map((t) => t.function.name), ["lookup"]);
     const warnings = (await result.warnings) ?? [];
     assert.deepEqual(
       warnings.map((w) => (w.type === "unsupported" ? w.feature : w.type === "other" ? w.message : w.type)),
