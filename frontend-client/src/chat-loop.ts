@@ -44,9 +44,9 @@ export interface ChatLoopOptions extends Omit<ChatLoopParams, "tools"> {
   /** Every event of the loop, in seq order, as it comes. */
   onEvent?: (event: ChatLoopEvent) => void;
   /**
-   * Answers `tool_approval_requested`, one call at a time (the calls of one request in
-   * parallel); a throw refuses the call with the error's message as the reason. Without it such
-   * a request is left to the app (e.g. from `onEvent`).
+   * Answers `tool_approval_requested`: called once per call (the calls of one request in
+   * parallel, all submitted together); a throw refuses the call with the error's message as the
+   * reason. Without it such a request is left to the app (`onEvent`, `client.submitToolApproval`).
    */
   approve?: (call: ApprovalCall, context: { step: number; loopId: string; signal: AbortSignal }) => ApprovalDecision | Promise<ApprovalDecision>;
 }
