@@ -38,7 +38,8 @@ python -m pip install --quiet --disable-pip-version-check -e ".[local-model]"
 LLM_SIDECAR_TEST_GGUF=$(scripts/test-model.sh .venv/bin/python)
 export LLM_SIDECAR_TEST_GGUF
 # The real Claude Code program, pinned, for the claude-code provider's tests (tests/test_claude_code.py): installed
-# here, never globally; it only ever talks to a loopback fake in the tests.
+# here, never globally; it only ever talks to a loopback fake in the tests. Also the real MCP server
+# @modelcontextprotocol/server-everything (stdio) for tests/test_mcp.py, run from tests/tools/node_modules/.bin.
 (cd tests/tools && npm ci --no-audit --no-fund)
 # The TypeScript client's packages first: the binary test drives the built binary through its Node transport.
 if [ -f frontend-client/package.json ]; then

@@ -49,6 +49,13 @@ from .types import (
     LocalModelInfo,
     LoopIdParams,
     LoopMessages,
+    McpAddServerParams,
+    McpCallToolParams,
+    McpCallToolResult,
+    McpListToolsParams,
+    McpServerIdParams,
+    McpServerInfo,
+    McpToolInfo,
     ModelInfo,
     OAuthCancelResult,
     OAuthFlowParams,
@@ -76,6 +83,8 @@ from .types import (
     StartProxyParams,
     StreamStarted,
     StreamTextParams,
+    SubmitToolApprovalParams,
+    SubmitToolApprovalResult,
     SubmitToolResultsParams,
     SubmitToolResultsResult,
     TestConnectionParams,
@@ -94,6 +103,7 @@ if TYPE_CHECKING:
     from .lazy import Lazy
     from .local import LocalModels
     from .loop import LoopManager
+    from .mcp.servers import McpHost
     from .meilisearch import ChatWorkspaces
     from .providers import Registry
     from .proxy import ProxyManager
@@ -121,6 +131,7 @@ class Api:
         proxy: Lazy[ProxyManager],
         local: LocalModels,
         sign_ins: Lazy[SignIns],
+        mcp: McpHost,
     ) -> None:
         self.engine = engine
         self.registry = registry
@@ -132,6 +143,7 @@ class Api:
         self.proxy = proxy
         self.local = local
         self.sign_ins = sign_ins
+        self.mcp = mcp
 
     @cached_property
     def flows(self) -> Flows:
@@ -145,7 +157,7 @@ class Api:
         """Built on first use: start-up does not pay for the tool loop's module."""
         from .loop import LoopManager
 
-        return LoopManager(self.engine)
+        return LoopManager(self.engine, self.mcp)
 
     @cached_property
     def chat_workspaces(self) -> ChatWorkspaces:
@@ -237,11 +249,45 @@ class Api:
         return self.loops.submit(params)
 
     @rpc_method(
+        "Answer a tool loop's tool_approval_requested: approve or deny each MCP tool call (a denied one goes back "
+        "to the model as an error result with the reason)."
+    )
+    async def llm_submit_tool_approval(
+        self, ctx: RequestContext, params: SubmitToolApprovalParams
+    ) -> SubmitToolApprovalResult:
+        return self.loops.approve(params)
+
+    @rpc_method(
         "A tool loop's conversation so far (input, assistant turns, tool results) and its state; ended loops "
         "are kept for a while."
     )
     async def llm_get_loop_messages(self, ctx: RequestContext, params: LoopIdParams) -> LoopMessages:
         return self.loops.messages(params.loop_id)
+
+    # --- MCP servers ---------------------------------------------------------------------
+
+    @rpc_method(
+        "Add or replace an MCP server (persisted; secret_env and secret_headers values go to the keychain). Only "
+        "when the sidecar was started with --allow-mcp: an MCP server is a program."
+    )
+    async def mcp_add_server(self, ctx: RequestContext, params: McpAddServerParams) -> McpServerInfo:
+        return await self.mcp.add(params)
+
+    @rpc_method("Stop and forget an MCP server added with mcp_add_server (--allow-mcp only).")
+    async def mcp_remove_server(self, ctx: RequestContext, params: McpServerIdParams) -> RemovedResult:
+        return await self.mcp.remove(params.id)
+
+    @rpc_method("The MCP servers (--mcp-config's and those added) with their status; never an env or header value.")
+    async def mcp_list_servers(self, ctx: RequestContext) -> list[McpServerInfo]:
+        return self.mcp.servers()
+
+    @rpc_method("The tools of one MCP server, or of all, with their JSON schemas (servers start if needed).")
+    async def mcp_list_tools(self, ctx: RequestContext, params: McpListToolsParams) -> list[McpToolInfo]:
+        return await self.mcp.list_tools(params.server if isinstance(params.server, str) else None)
+
+    @rpc_method("Call an MCP server's tool and return its result content.")
+    async def mcp_call_tool(self, ctx: RequestContext, params: McpCallToolParams) -> McpCallToolResult:
+        return await self.mcp.call_tool(params)
 
     # --- providers and models -----------------------------------------------------------
 

@@ -17,6 +17,7 @@ from .engine import Engine
 from .errors import SidecarError
 from .lazy import Lazy
 from .local import LocalModels
+from .mcp.servers import McpHost
 from .protocols import WireProtocol, get_protocol
 from .providers import Provider, Registry
 from .rpc import RpcError, RpcServer, protect_stdout
@@ -56,6 +57,8 @@ class App:
         self.usage: Lazy[UsageStore] = Lazy(self._build_usage)
         self.proxy: Lazy[ProxyManager] = Lazy(self._build_proxy)
         self.engine.observers.append(lambda outcome: self.usage.get().record(outcome))
+        self.mcp = McpHost(self.settings, self.credentials, self.trust)
+        """the app's MCP servers (the SDK is imported when one first starts); they run while ``serve`` does"""
         self.api = Api(
             engine=self.engine,
             registry=self.registry,
@@ -67,6 +70,7 @@ class App:
             proxy=self.proxy,
             local=self.local,
             sign_ins=self.sign_ins,
+            mcp=self.mcp,
         )
         self.rpc: RpcServer | None = None
         """the serving RPC server, once ``serve`` runs: long-lived tasks (the proxy) are spawned in it"""
@@ -120,7 +124,8 @@ class App:
         self.engine.warm_up()
         threading.Thread(target=self._warm_up_usage, name="usage-warm-up", daemon=True).start()
         try:
-            await server.serve(in_fd, out_fd, ready=("sidecar-ready", ready))
+            async with self.mcp.running(server.notify):  # leaving it stops every MCP server (process groups killed)
+                await server.serve(in_fd, out_fd, ready=("sidecar-ready", ready))
         finally:
             self._served = True
             await self.engine.aclose()

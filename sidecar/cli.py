@@ -114,6 +114,12 @@ def _trust_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
     parser.add_argument("--claude-path", metavar="PATH", default=d(None),
                         help="the Claude Code program the claude-code provider runs (default: env CLAUDE_CODE_PATH, "
                         "then claude on PATH)")
+    parser.add_argument("--mcp-config", metavar="FILE", default=d(None),
+                        help="MCP servers the app declares, as Claude Desktop's {\"mcpServers\": {...}}; RPC can use "
+                        "them but not change them (env LLM_SIDECAR_MCP_CONFIG)")
+    parser.add_argument("--allow-mcp", action="store_true", default=d(False),
+                        help="let RPC add and remove MCP servers (mcp_add_server): the UI can then start programs "
+                        "on this machine (env LLM_SIDECAR_ALLOW_MCP=1)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -180,7 +186,8 @@ def _app(args: argparse.Namespace) -> App:
 
     try:
         trust = Trust.from_options(args.base_url, args.allow_env, args.allow_meilisearch, claude_path=args.claude_path,
-                                   oauth_urls=args.oauth_url)
+                                   oauth_urls=args.oauth_url, allow_mcp=args.allow_mcp,
+                                   mcp_config=args.mcp_config)
     except ValueError as exc:
         print(f"llm-sidecar: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -284,7 +284,8 @@ class Credentials:
     def signed_in(self, provider: Provider) -> bool:
         return provider.oauth is not None and self.tokens is not None and self.tokens.signed_in(provider)
 
-    # --- other secrets in the keychain (a sign-in's tokens, as one JSON entry) -------------------------
+    # --- other secrets in the keychain: a sign-in's tokens (one JSON entry), an MCP server's secret env and
+    # header values; never logged, never in the settings -------------------------------------------------
 
     async def read_secret(self, user: str, provider: Provider | None = None) -> str | None:
         return await self._call(lambda kr: kr.get_password(self.service, user), provider) or None

@@ -7,6 +7,13 @@ the loop ends with exactly one terminal event of its own. The conversation is re
 the protocols: each step's events become an assistant message (``Collector``'s parts: reasoning
 with its signature, redacted reasoning, text, tool calls) followed by one ``tool`` message per
 result, in the order of the calls, so every protocol's encoder sends it back the way it expects.
+
+With ``mcp_servers``, the servers' tools are offered beside the app's (``<server>__<tool>``) and the sidecar
+calls them itself: a step's MCP calls (after ``tool_approval_requested`` and ``llm_submit_tool_approval`` when
+approval is asked) run while its app calls wait for ``llm_submit_tool_results``; the step goes on when all
+are done. Each MCP result, a failure (the server died, timed out) or a denial included, goes back to the
+model as that call's tool result and out as a ``tool_result`` event; an abort cancels the calls in flight
+(the servers get ``notifications/cancelled``).
 """
 
 from __future__ import annotations
@@ -15,19 +22,25 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import anyio
 import msgspec
+from msgspec import UNSET
 
 from .context.plan import apply_compaction
 from .engine import Emit, Engine, EventSink, Prepared
 from .engine.collect import Collector
 from .errors import SidecarError
+from .mcp.tools import Approval, McpTool, needs_approval, offer, preview, result_parts
 from .types import (
+    ApprovalCall,
     AssistantMessage,
     ChatLoopParams,
     CompactedEvent,
+    ContentPart,
     DoneEvent,
     ErrorEvent,
     ErrorInfo,
@@ -39,9 +52,13 @@ from .types import (
     Message,
     StepStartEvent,
     StreamTextParams,
+    SubmitToolApprovalParams,
+    SubmitToolApprovalResult,
     SubmitToolResultsParams,
     SubmitToolResultsResult,
     TextPart,
+    ToolApprovalDecision,
+    ToolApprovalRequestedEvent,
     ToolCallDeltaEvent,
     ToolCallEvent,
     ToolCallPart,
@@ -49,8 +66,12 @@ from .types import (
     ToolCallsRequestedEvent,
     ToolCallStartEvent,
     ToolMessage,
+    ToolResultEvent,
     Usage,
 )
+
+if TYPE_CHECKING:
+    from .mcp.servers import McpHost
 
 log = logging.getLogger("sidecar.loop")
 
@@ -82,13 +103,22 @@ class Loop:
     results: list[ToolMessage] | None = None
     results_in: anyio.Event = field(default_factory=anyio.Event)
     error: ErrorInfo | None = None
+    mcp_tools: dict[str, McpTool] = field(default_factory=dict)
+    """the MCP tools offered, by the name the model calls them"""
+    approval: Approval | dict[str, Approval] | None = None
+    mcp_call_timeout_ms: int = 60_000
+    asking: list[ApprovalCall] = field(default_factory=list)
+    """MCP calls waiting for llm_submit_tool_approval"""
+    decisions: dict[str, ToolApprovalDecision] | None = None
+    decided: anyio.Event = field(default_factory=anyio.Event)
 
 
 class LoopManager:
     """Owns the loops: starts them, takes tool results, and remembers the last ended ones."""
 
-    def __init__(self, engine: Engine, keep: int = KEEP_ENDED) -> None:
+    def __init__(self, engine: Engine, mcp: McpHost | None = None, keep: int = KEEP_ENDED) -> None:
         self.engine = engine
+        self.mcp = mcp
         self.keep = keep
         self._loops: dict[str, Loop] = {}
         self._ended: deque[str] = deque()
@@ -100,12 +130,21 @@ class LoopManager:
         event is sent; reserves the stream id, so abort works from here on."""
         fields = {k: v for k, v in msgspec.structs.asdict(params).items() if k not in _LOOP_FIELDS}
         request = StreamTextParams(**fields)
+        mcp_tools: dict[str, McpTool] = {}
+        if isinstance(params.mcp_servers, list) and params.mcp_servers:
+            if self.mcp is None:
+                raise SidecarError("internal", "this sidecar runs no MCP servers")
+            app_tools = request.tools if isinstance(request.tools, list) else []
+            mcp_tools = offer(await self.mcp.tools(params.mcp_servers), app_tools)
+            request.tools = [*app_tools, *(t.definition for t in mcp_tools.values())]
         stream_id, scope, prepared = await self.engine.open(params.stream_id, request)
         # later steps go to the same model even if the active provider changes meanwhile
         request = msgspec.structs.replace(request, model=prepared.model_ref)
         loop = Loop(
             loop_id=uuid.uuid4().hex, stream_id=stream_id, params=request, max_steps=params.max_steps,
             tool_timeout_ms=params.tool_timeout_ms, scope=scope, first=prepared, messages=list(params.messages),
+            mcp_tools=mcp_tools, approval=params.tool_approval if params.tool_approval is not UNSET else None,
+            mcp_call_timeout_ms=params.mcp_call_timeout_ms,
         )
         self._loops[loop.loop_id] = loop
         return loop
@@ -166,13 +205,96 @@ class LoopManager:
                 if ttft is not None:
                     end.ttft_ms = round(ttft, 3)
                 return end
-            loop.messages += await self._wait_for_results(loop, calls, emit, input_closed)
+            loop.messages += await self._tool_results(loop, calls, emit, input_closed)
+
+    async def _tool_results(
+        self, loop: Loop, calls: list[ToolCallPart], emit: Emit, input_closed: anyio.Event
+    ) -> list[ToolMessage]:
+        """The results of a step's calls, in their order: the app's from the frontend, the MCP ones run here."""
+        ours = [c for c in calls if c.name in loop.mcp_tools]
+        if not ours:
+            return await self._wait_for_results(loop, calls, emit, input_closed)
+        theirs = [c for c in calls if c.name not in loop.mcp_tools]
+        asking = [c for c in ours if needs_approval(loop.approval, *_server_tool(loop, c))]
+        done: dict[str, ToolMessage] = {}
+        failed: list[SidecarError] = []
+        if asking:  # first: nothing that needs approval runs before the frontend has been asked
+            loop.asking = [ApprovalCall(id=c.id, server=s, name=n, arguments=c.arguments)
+                           for c in asking for s, n in [_server_tool(loop, c)]]
+            loop.decisions, loop.decided = None, anyio.Event()
+            _waiting_state(loop)
+            await emit(ToolApprovalRequestedEvent(loop_id=loop.loop_id, step=loop.step, calls=list(loop.asking)))
+
+        async with anyio.create_task_group() as tg:
+
+            async def guarded(fn: Callable[[], Awaitable[None]]) -> None:
+                try:
+                    await fn()
+                except SidecarError as exc:  # the loop ends with it (the group's other tasks are cancelled)
+                    failed.append(exc)
+                    tg.cancel_scope.cancel()
+
+            async def app_results() -> None:
+                for message in await self._wait_for_results(loop, theirs, emit, input_closed):
+                    done[message.tool_call_id] = message
+
+            async def approved_then_run() -> None:
+                decisions = await self._wait_for_approval(loop, input_closed)
+                for call in asking:
+                    decision = decisions[call.id]
+                    if decision.approved:
+                        tg.start_soon(self._call_mcp, loop, call, emit, done)
+                    else:
+                        reason = f": {decision.reason}" if isinstance(decision.reason, str) and decision.reason else ""
+                        await self._mcp_result(loop, call, emit, done, f"The user denied this tool call{reason}", True)
+
+            if theirs:
+                tg.start_soon(guarded, app_results)
+            for call in ours:
+                if call not in asking:
+                    tg.start_soon(self._call_mcp, loop, call, emit, done)
+            if asking:
+                tg.start_soon(guarded, approved_then_run)
+        if failed:
+            raise failed[0]
+        return [done[c.id] for c in calls]
+
+    async def _wait_for_approval(self, loop: Loop, input_closed: anyio.Event) -> dict[str, ToolApprovalDecision]:
+        with anyio.move_on_after(loop.tool_timeout_ms / 1000):
+            await _first_of(loop.decided, input_closed)
+        if loop.decisions is None:
+            if input_closed.is_set():
+                raise SidecarError("cancelled", "stdin closed while the tool loop waited for tool approval")
+            raise SidecarError("timeout", f"no tool approval within {loop.tool_timeout_ms} ms")
+        return loop.decisions
+
+    async def _call_mcp(self, loop: Loop, call: ToolCallPart, emit: Emit, done: dict[str, ToolMessage]) -> None:
+        """One MCP tool call; what goes wrong (the server died, timed out, refused) is its error result."""
+        assert self.mcp is not None
+        server, name = _server_tool(loop, call)
+        try:
+            result = await self.mcp.get(server).call(name, call.arguments, loop.mcp_call_timeout_ms)
+        except SidecarError as exc:
+            await self._mcp_result(loop, call, emit, done, exc.info.message, True)
+            return
+        parts = result_parts(result.content, result.structured_content)
+        await self._mcp_result(loop, call, emit, done, parts or "", bool(result.is_error))
+
+    async def _mcp_result(self, loop: Loop, call: ToolCallPart, emit: Emit, done: dict[str, ToolMessage],
+                          content: str | list[ContentPart], is_error: bool) -> None:
+        message = ToolMessage(tool_call_id=call.id, content=content)
+        if is_error:
+            message.is_error = True
+        done[call.id] = message
+        server, name = _server_tool(loop, call)
+        await emit(ToolResultEvent(call_id=call.id, server=server, name=name, is_error=is_error,
+                                   preview=preview(content)))
 
     async def _wait_for_results(
         self, loop: Loop, calls: list[ToolCallPart], emit: Emit, input_closed: anyio.Event
     ) -> list[ToolMessage]:
         loop.pending, loop.results, loop.results_in = calls, None, anyio.Event()
-        loop.state = "waiting_for_tools"  # before the event: an answer may come as soon as it is read
+        _waiting_state(loop)  # before the event: an answer may come as soon as it is read
         await emit(ToolCallsRequestedEvent(loop_id=loop.loop_id, step=loop.step, calls=[
             ToolCallRequest(tool_call_id=c.id, name=c.name, arguments=c.arguments) for c in calls]))
         with anyio.move_on_after(loop.tool_timeout_ms / 1000):
@@ -186,6 +308,7 @@ class LoopManager:
     def _end(self, loop: Loop, terminal: Event) -> None:
         loop.first = None
         loop.pending = []
+        loop.asking = []
         if isinstance(terminal, ErrorEvent):
             loop.error = terminal.error
             loop.state = "cancelled" if terminal.error.code == "cancelled" else "error"
@@ -231,9 +354,35 @@ class LoopManager:
                                "submit the results of all calls of the step at once")
         loop.results = [given[i] for i in expected]
         loop.pending = []
-        loop.state = "running"
+        _waiting_state(loop)
         loop.results_in.set()
         return SubmitToolResultsResult(accepted=True)
+
+    def approve(self, params: SubmitToolApprovalParams) -> SubmitToolApprovalResult:
+        """Take a decision for every call of the step's tool_approval_requested at once, or refuse them all."""
+        loop = self._get(params.loop_id)
+        if loop.state in _ENDED:
+            raise SidecarError("invalid_request", f"tool loop {loop.loop_id!r} has ended ({loop.state})")
+        if not loop.asking:
+            raise SidecarError("invalid_request", f"tool loop {loop.loop_id!r} is not waiting for tool approval")
+        expected = [c.id for c in loop.asking]
+        given: dict[str, ToolApprovalDecision] = {}
+        for d in params.decisions:
+            if d.id in given:
+                raise SidecarError("invalid_request", f"two decisions for tool call {d.id!r}")
+            if d.id not in expected:
+                raise SidecarError("invalid_request", f"tool call {d.id!r} is not one awaiting approval "
+                                   f"(expected {', '.join(expected)})")
+            given[d.id] = d
+        missing = [i for i in expected if i not in given]
+        if missing:
+            raise SidecarError("invalid_request", f"missing decisions for tool call(s) {', '.join(missing)}: "
+                               "decide on all calls of the step at once")
+        loop.decisions = given
+        loop.asking = []
+        _waiting_state(loop)
+        loop.decided.set()
+        return SubmitToolApprovalResult(accepted=True)
 
     def messages(self, loop_id: str) -> LoopMessages:
         loop = self._get(loop_id)
@@ -244,7 +393,20 @@ class LoopManager:
                 ToolCallRequest(tool_call_id=c.id, name=c.name, arguments=c.arguments) for c in loop.pending]
         if loop.error is not None:
             out.error = loop.error
+        if loop.asking:
+            out.pending_approvals = list(loop.asking)
         return out
+
+
+def _waiting_state(loop: Loop) -> None:
+    """What a running loop waits for: the app's tool results first, then an approval, else nothing."""
+    if loop.state not in _ENDED:
+        loop.state = "waiting_for_tools" if loop.pending else "waiting_for_approval" if loop.asking else "running"
+
+
+def _server_tool(loop: Loop, call: ToolCallPart) -> tuple[str, str]:
+    tool = loop.mcp_tools[call.name]
+    return tool.server, tool.name
 
 
 async def _first_of(*events: anyio.Event) -> None:

@@ -121,6 +121,8 @@ def build() -> dict[str, Any]:
              "event ends it.", "params": {"$ref": REF.format(name="StreamEvent")}},
             {"name": "oauth-{flow_id}", "summary": "Progress of a sign-in (oauth_sign_in_start): pending while "
              "waiting, then exactly one signed_in or error.", "params": {"$ref": REF.format(name="OAuthFlowEvent")}},
+            {"name": "mcp-status", "summary": "An MCP server's status changed (starting, ready, failed, stopped) "
+             "or its tool list did.", "params": {"$ref": REF.format(name="McpServerInfo")}},
         ],
     }
 

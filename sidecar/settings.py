@@ -25,7 +25,7 @@ from msgspec import UNSET
 
 from .errors import SidecarError
 from .storage import locked, private_dir, storage_error
-from .types import ActiveProvider, LocalModelInfo, ModelLimits, ProviderConfig, ProviderLimits
+from .types import ActiveProvider, LocalModelInfo, McpServerConfig, ModelLimits, ProviderConfig, ProviderLimits
 
 log = logging.getLogger("sidecar.settings")
 
@@ -65,6 +65,9 @@ class Settings(msgspec.Struct):
     """GGUF files registered with register_local_model, sorted by id"""
     signed_in: list[str] = msgspec.field(default_factory=list)
     """providers with sign-in tokens in the keychain (the tokens themselves are never here)"""
+    mcp_servers: list[McpServerConfig] = msgspec.field(default_factory=list)
+    """MCP servers added with mcp_add_server, sorted by id; the values of their secret_env and secret_headers
+    are in the keychain, not here"""
 
 
 def default_data_dir() -> Path:
@@ -292,6 +295,24 @@ class SettingsStore:
             kept = [m for m in s.local_models if m.id != model_id]
             removed = len(kept) != len(s.local_models)
             s.local_models = kept
+            return removed
+
+        return self.update(change)
+
+    def upsert_mcp_server(self, server: McpServerConfig) -> None:
+        """Add or replace an MCP server (without its secret values)."""
+
+        def change(s: Settings) -> None:
+            s.mcp_servers = sorted([*(m for m in s.mcp_servers if m.id != server.id), server], key=lambda m: m.id)
+
+        self.update(change)
+
+    def remove_mcp_server(self, server_id: str) -> McpServerConfig | None:
+        """Forget an MCP server; the one removed, or None when there was none."""
+
+        def change(s: Settings) -> McpServerConfig | None:
+            removed = next((m for m in s.mcp_servers if m.id == server_id), None)
+            s.mcp_servers = [m for m in s.mcp_servers if m.id != server_id]
             return removed
 
         return self.update(change)

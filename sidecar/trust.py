@@ -12,6 +12,8 @@ webview can be compromised. So:
 - a built-in provider's sign-in endpoints (and Copilot's token exchange) are the catalog's, unless the app moved
   them to another origin (``--oauth-url PROVIDER=URL``: an enterprise host, or a loopback server in tests); RPC
   can point a *custom* provider's sign-in anywhere, but its tokens then go only to the hosts they were issued for.
+- an MCP server is a program the sidecar starts: RPC may use the servers the app declared
+  (``--mcp-config FILE``) but add or remove servers only when the app allowed it (``--allow-mcp``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from .errors import SidecarError
+from .types import McpServerConfig
 
 
 def host_of(url: str) -> str:
@@ -59,11 +62,17 @@ class Trust:
     oauth_urls: Mapping[str, str] = field(default_factory=dict)
     """provider id -> the origin that replaces its catalog sign-in endpoints' (``--oauth-url``,
     ``LLM_SIDECAR_OAUTH_URLS``)"""
+    allow_mcp: bool = False
+    """mcp_add_server and mcp_remove_server may be used (``--allow-mcp``, ``LLM_SIDECAR_ALLOW_MCP=1``): the UI
+    can then start programs"""
+    mcp_servers: Mapping[str, McpServerConfig] = field(default_factory=dict)
+    """the MCP servers the app declared (``--mcp-config FILE``, ``LLM_SIDECAR_MCP_CONFIG``); RPC cannot change them"""
 
     @classmethod
     def from_options(cls, base_urls: Iterable[str] = (), allow_env: Iterable[str] = (),
                      allow_meilisearch: Iterable[str] = (), environ: Mapping[str, str] = os.environ,
-                     claude_path: str | None = None, oauth_urls: Iterable[str] = ()) -> Trust:
+                     claude_path: str | None = None, oauth_urls: Iterable[str] = (), allow_mcp: bool = False,
+                     mcp_config: str | None = None) -> Trust:
         """From the command line's repeatable options and their ``NAME=VALUE,...`` environment twins."""
         urls = _pairs([*_split(environ.get("LLM_SIDECAR_BASE_URLS")), *base_urls], "--base-url PROVIDER=URL")
         for provider, url in urls.items():
@@ -81,9 +90,17 @@ class Trust:
         for provider, url in oauth.items():
             if not url.startswith(("http://", "https://")) or not host_of(url):
                 raise ValueError(f"--oauth-url {provider}=: {url!r} is not an http(s) URL")
+        mcp_file = mcp_config or environ.get("LLM_SIDECAR_MCP_CONFIG") or ""
+        mcp_servers = {}
+        if mcp_file.strip():
+            from .mcp.config import load_file
+
+            mcp_servers = load_file(mcp_file.strip())
+        allow_mcp = allow_mcp or environ.get("LLM_SIDECAR_ALLOW_MCP", "") not in ("", "0")
         return cls(base_urls={k: v.rstrip("/") for k, v in urls.items()}, allowed_env=hosts,
                    meilisearch=frozenset(origin_of(u) for u in meili), programs=programs,
-                   oauth_urls={k: v.rstrip("/") for k, v in oauth.items()})
+                   oauth_urls={k: v.rstrip("/") for k, v in oauth.items()}, allow_mcp=allow_mcp,
+                   mcp_servers=mcp_servers)
 
     def allows_meilisearch(self, url: str) -> bool:
         return origin_of(url) in self.meilisearch

@@ -349,6 +349,15 @@ class ChatLoopParams(StreamTextParams):
     """model turns at most; when the last one still calls tools the loop ends with finish_reason max_steps"""
     tool_timeout_ms: Annotated[int, Meta(ge=1)] = 600_000
     """how long to wait for llm_submit_tool_results before ending with error timeout"""
+    mcp_servers: list[str] | UnsetType = UNSET
+    """ids of MCP servers (mcp_list_servers) whose tools are offered beside ``tools``, named
+    ``<server>__<tool>``; the sidecar runs them itself (started on first use)"""
+    tool_approval: Literal["never", "always"] | dict[str, Literal["never", "always"]] | UnsetType = UNSET
+    """whether an MCP tool call waits for llm_submit_tool_approval: ``never`` (the default), ``always``, or
+    per tool by ``"<server>/<tool>"`` key (``"<server>/*"`` for a server's tools, ``"*"`` for the rest; a tool
+    no key names needs approval)"""
+    mcp_call_timeout_ms: Annotated[int, Meta(ge=1)] = 60_000
+    """how long one MCP tool call may take; then it is cancelled and goes back to the model as an error"""
 
 
 class ChatLoopStarted(Wire):
@@ -384,7 +393,7 @@ class LoopIdParams(Wire):
     loop_id: str
 
 
-LoopState = Literal["running", "waiting_for_tools", "done", "error", "cancelled"]
+LoopState = Literal["running", "waiting_for_tools", "done", "error", "cancelled", "waiting_for_approval"]
 
 
 class LoopMessages(Wire):
@@ -399,6 +408,8 @@ class LoopMessages(Wire):
     """while waiting_for_tools: the calls whose results are awaited"""
     error: ErrorInfo | UnsetType = UNSET
     """when the loop ended with an error (or was cancelled)"""
+    pending_approvals: list[ApprovalCall] | UnsetType = UNSET
+    """MCP tool calls waiting for llm_submit_tool_approval"""
 
 
 class ListModelsParams(Wire):
@@ -970,6 +981,142 @@ class CompactedEvent(Event, tag="compacted"):
     summary: str
 
 
+# --- MCP: the sidecar as the app's MCP host (issue 19) ---------------------------------------
+
+
+class McpServerConfig(Wire):
+    """An MCP server the sidecar can run: a program on stdio, or a Streamable HTTP endpoint."""
+
+    id: Annotated[str, Meta(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")]
+    """its tools are offered to a model as ``<id>__<tool>``"""
+    transport: Literal["stdio", "http"]
+    command: str | UnsetType = UNSET
+    """stdio: the program to run (in its own process group; stopped with the sidecar)"""
+    args: list[str] | UnsetType = UNSET
+    env: dict[str, str] | UnsetType = UNSET
+    """stdio: variables added to the few it inherits (HOME, PATH, ...); the sidecar's own environment,
+    keys included, is not passed on"""
+    cwd: str | UnsetType = UNSET
+    url: str | UnsetType = UNSET
+    """http: the server's Streamable HTTP endpoint"""
+    headers: dict[str, str] | UnsetType = UNSET
+    secret_env: list[str] | UnsetType = UNSET
+    """names in ``env`` whose values are kept in the OS keychain, never in the settings file"""
+    secret_headers: list[str] | UnsetType = UNSET
+    """names in ``headers`` whose values are kept in the OS keychain, never in the settings file"""
+
+
+class McpAddServerParams(McpServerConfig):
+    start: bool = False
+    """start it now (and answer once it is ready or failed) rather than on first use"""
+
+
+class McpServerIdParams(Wire):
+    id: str
+
+
+McpStatus = Literal["stopped", "starting", "ready", "failed"]
+
+
+class McpServerInfo(Wire):
+    """A server and where it stands; never an env or header value. Also the params of ``mcp-status``."""
+
+    id: str
+    transport: Literal["stdio", "http"]
+    source: Literal["config", "settings"]
+    """``config``: declared by the app with --mcp-config (RPC cannot change it); ``settings``: mcp_add_server"""
+    status: McpStatus
+    command: str | UnsetType = UNSET
+    args: list[str] | UnsetType = UNSET
+    url: str | UnsetType = UNSET
+    env_names: list[str] | UnsetType = UNSET
+    header_names: list[str] | UnsetType = UNSET
+    error: str | UnsetType = UNSET
+    """why it failed (or last failed)"""
+    server_name: str | UnsetType = UNSET
+    server_version: str | UnsetType = UNSET
+    tool_count: int | UnsetType = UNSET
+    pid: int | UnsetType = UNSET
+    """stdio, while it runs"""
+    restarts: int = 0
+
+
+class McpListToolsParams(Wire):
+    server: str | UnsetType = UNSET
+    """one server's tools (started if needed); absent: those of every server, each started if needed"""
+
+
+class McpToolInfo(Wire):
+    server: str
+    name: str
+    """the tool's own name, as mcp_call_tool takes it"""
+    tool_name: str
+    """the name a model sees in a tool loop: ``<server>__<name>`` within the providers' name rules"""
+    input_schema: dict[str, Any]
+    description: str | UnsetType = UNSET
+
+
+class McpCallToolParams(Wire):
+    server: str
+    name: str
+    input: dict[str, Any] = {}
+    """the tool's arguments (MCP's ``arguments``: a param may not be called that, since generated strict
+    TypeScript clients, @open-rpc/generator's among them, cannot take a parameter named ``arguments``)"""
+    timeout_ms: Annotated[int, Meta(ge=1)] = 60_000
+
+
+class McpCallToolResult(Wire):
+    content: list[dict[str, Any]]
+    """the server's MCP content blocks as it sent them (text, image, audio, resource_link, resource)"""
+    is_error: bool
+    structured_content: dict[str, Any] | UnsetType = UNSET
+
+
+class ApprovalCall(Wire):
+    id: str
+    """the model's tool_call_id"""
+    server: str
+    name: str
+    """the MCP tool's own name (not ``<server>__<tool>``)"""
+    arguments: dict[str, Any]
+
+
+class ToolApprovalDecision(Wire):
+    id: str
+    approved: bool
+    reason: str | UnsetType = UNSET
+    """for a denial: goes back to the model with the error result"""
+
+
+class SubmitToolApprovalParams(Wire):
+    loop_id: str
+    decisions: list[ToolApprovalDecision]
+    """one per call of the tool_approval_requested event, all at once"""
+
+
+class SubmitToolApprovalResult(Wire):
+    accepted: bool
+
+
+class ToolApprovalRequestedEvent(Event, tag="tool_approval_requested"):
+    """Tool loops only: these MCP tool calls run once llm_submit_tool_approval approves them."""
+
+    loop_id: str
+    step: int
+    calls: list[ApprovalCall]
+
+
+class ToolResultEvent(Event, tag="tool_result"):
+    """Tool loops only: an MCP tool call the sidecar made (or that was denied) has its result."""
+
+    call_id: str
+    server: str
+    name: str
+    is_error: bool
+    preview: str
+    """the start of the result's text (at most 200 characters)"""
+
+
 StreamEvent = (
     StartEvent
     | TextDeltaEvent
@@ -988,6 +1135,8 @@ StreamEvent = (
     | ToolCallsRequestedEvent
     | WarningEvent
     | CompactedEvent
+    | ToolApprovalRequestedEvent
+    | ToolResultEvent
 )
 
 TERMINAL_EVENTS = (DoneEvent, ErrorEvent)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -176,7 +177,11 @@ def port_open(port: int) -> bool:
 
 @pytest.fixture(scope="module")
 def memory_keychain_sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
-    sc = Sidecar(tmp_path_factory.mktemp("data"), env={
+    home = tmp_path_factory.mktemp("data")
+    mcp_config = home / "mcp.json"  # the MCP server `time` the loop row uses: mcp-server-time (a dev dependency)
+    server = {"command": sys.executable, "args": ["-m", "mcp_server_time"]}
+    mcp_config.write_text(json.dumps({"mcpServers": {"time": server}}))
+    sc = Sidecar(home / "data", "--allow-mcp", "--mcp-config", str(mcp_config), env={
         "PYTHONPATH": str(ROOT / "tests"), "PYTHON_KEYRING_BACKEND": "fake_keyrings.memory.Keyring"})
     sc.wait_for(lambda m: m.get("method") == "sidecar-ready")
     yield sc
@@ -206,6 +211,11 @@ def test_every_methods_table_example_runs(memory_keychain_sidecar: Sidecar, tmp_
             asked = sc.wait_for(lambda m: m.get("method") == events  # noqa: B023 (called at once)
                                 and m["params"]["type"] in ("tool_calls_requested", "done", "error"))["params"]
             assert asked["type"] == "tool_calls_requested", f"the table's loop ended without calling a tool: {asked}"
+        if method == "llm_submit_tool_approval":  # the app decides when the loop asks
+            events = f"llm-stream-{loop['stream_id']}"
+            asked = sc.wait_for(lambda m: m.get("method") == events  # noqa: B023 (called at once)
+                                and m["params"]["type"] in ("tool_approval_requested", "done", "error"))["params"]
+            assert asked["type"] == "tool_approval_requested", f"the table's loop asked no approval: {asked}"
         if method == "register_local_model":  # the documented path, played by a header of our own
             params["path"] = str(tiny_gguf(tmp_path / "model.gguf"))
         resp = sc.request(method, params)

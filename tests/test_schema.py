@@ -22,7 +22,8 @@ CONTRACT_METHODS = {
 }
 EVENT_TYPES = {"start", "text_delta", "reasoning_delta", "reasoning_end", "redacted_reasoning", "tool_call_start",
                "tool_call_delta", "tool_call", "usage", "retry", "fallback", "done", "error", "warning",
-               "step_start", "tool_calls_requested", "compacted"}  # step_start, tool_calls_requested: tool loops only
+               "step_start", "tool_calls_requested", "compacted",  # step_start, tool_calls_requested: tool loops only
+               "tool_approval_requested", "tool_result"}  # tool loops with MCP servers only
 
 
 def test_schema_is_fresh() -> None:
@@ -46,7 +47,7 @@ def test_openrpc_document_shape() -> None:
         for p in m["params"]:
             assert set(p) == {"name", "required", "schema"}
     names = [n["name"] for n in SCHEMA["x-notifications"]]
-    assert names == ["sidecar-ready", "llm-stream-{stream_id}", "oauth-{flow_id}"]
+    assert names == ["sidecar-ready", "llm-stream-{stream_id}", "oauth-{flow_id}", "mcp-status"]
     components = SCHEMA["components"]["schemas"]
     for schema in components.values():
         Draft202012Validator.check_schema(schema)

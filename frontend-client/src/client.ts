@@ -1,7 +1,10 @@
 import { RpcErrorCode, SidecarError } from "./errors.js";
+import { ChatLoopStream, runChatLoop, type ChatLoopOptions, type ChatLoopResult } from "./chat-loop.js";
 import {
   PROTOCOL_VERSION,
   SIDECAR_METHODS,
+  type ChatLoopParams,
+  type ChatLoopStarted,
   type SidecarMethodFunctions,
   type SidecarMethodName,
   type SidecarMethods,
@@ -14,21 +17,14 @@ import {
 } from "./generated.js";
 import { randomId } from "./ids.js";
 import { LineSplitter, type Chunk } from "./lines.js";
+import { SidecarStream, type StreamEventOf, type StreamOutputEvent, type StreamResult } from "./stream.js";
 import type { ExitInfo, Transport } from "./transport.js";
+
+export type { StreamEventOf, StreamEventType, StreamOutputEvent, StreamResult } from "./stream.js";
 
 // ---------------------------------------------------------------------------------------------
 // Types derived from the generated schema types
 // ---------------------------------------------------------------------------------------------
-
-/** Every `type` a stream event can have. */
-export type StreamEventType = StreamEvent["type"];
-/** The stream event with the given `type`, e.g. `StreamEventOf<"text_delta">`. */
-export type StreamEventOf<T extends StreamEventType> = Extract<StreamEvent, { type: T }>;
-/**
- * What `streamText` yields: every event but `error` (an `error` event is thrown as a
- * SidecarError instead). The last one is always `done`.
- */
-export type StreamOutputEvent = Exclude<StreamEvent, { type: "error" }>;
 
 /** A notification name the schema knows (`sidecar-ready`, `llm-stream-${string}`, ...). */
 export type NotificationName = keyof SidecarNotifications & string;
@@ -108,22 +104,6 @@ export interface StreamOptions {
   abortTimeoutMs?: number;
 }
 
-/** What a finished stream produced (`startStream`'s result). */
-export interface StreamResult {
-  streamId: string;
-  /** The concatenated `text_delta` texts. */
-  text: string;
-  /** The concatenated `reasoning_delta` texts. */
-  reasoning: string;
-  /** Every complete tool call, in order. */
-  toolCalls: StreamEventOf<"tool_call">[];
-  finishReason: StreamEventOf<"done">["finish_reason"];
-  usage: StreamEventOf<"done">["usage"];
-  model: string;
-  /** The `done` event itself. */
-  done: StreamEventOf<"done">;
-}
-
 /** Callbacks of `startStream`. */
 export interface StreamHandlers extends StreamOptions {
   /** Every event except `error`, in seq order. */
@@ -168,6 +148,15 @@ interface Pending {
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === "object" && !Array.isArray(value);
+}
+
+/** A controller that aborts when `outer` does (at once if it has), and how to stop listening to `outer`. */
+function linkedController(outer: AbortSignal | undefined): [AbortController, () => void] {
+  const controller = new AbortController();
+  const forward = (): void => controller.abort(outer?.reason);
+  if (outer?.aborted) forward();
+  else outer?.addEventListener("abort", forward, { once: true });
+  return [controller, () => outer?.removeEventListener("abort", forward)];
 }
 
 function reportAsync(error: unknown): void {
@@ -450,20 +439,68 @@ export class SidecarClient {
   // --- streaming ---------------------------------------------------------------------------
 
   /**
-   * Streams a model's answer: yields the stream's events in seq order and returns after
-   * `done` (which is yielded). An `error` event is thrown as a SidecarError (`data` is its
-   * ErrorInfo, `event` the event), never yielded. `options.signal` aborts the stream (the
-   * loop then throws SidecarError `cancelled`); leaving the loop early (`break`, `return`,
-   * a throw) aborts it too.
+   * Streams a model's answer (`llm_stream_text`). Iterate the result for the stream's events in
+   * seq order, `done` last: an `error` event is thrown as a SidecarError (`data` is its
+   * ErrorInfo, `event` the event), never yielded. `options.signal` or `abort()` aborts the
+   * stream (the loop then throws SidecarError `cancelled`); leaving the loop early (`break`,
+   * `return`, a throw) aborts it too. The result also has `fullStream` and `textStream`, views
+   * that several consumers can read at once, and `text`, `usage`, `finishReason` and `result`
+   * promises (see {@link SidecarStream}).
    *
    * The client picks the `stream_id` (unless `params.stream_id` is given) and subscribes
-   * before sending the request, so no event is missed.
+   * before sending the request, so no event is missed. The stream starts at once.
    */
-  async *streamText(
-    params: StreamTextParams,
-    options: StreamOptions = {},
-  ): AsyncGenerator<StreamOutputEvent, void, undefined> {
+  streamText(params: StreamTextParams, options: StreamOptions = {}): SidecarStream {
     const streamId = params.stream_id ?? randomId();
+    const [controller, release] = linkedController(options.signal);
+    const source = this.events("llm_stream_text", { ...params, stream_id: streamId }, { ...options, signal: controller.signal });
+    return new SidecarStream(streamId, source, controller, release);
+  }
+
+  /**
+   * Starts a tool loop (`llm_chat_loop_start`) and streams its events, every step's in one seq,
+   * `step_start` and `tool_calls_requested` included: the low-level form of {@link chatLoop},
+   * for an app that answers `llm_submit_tool_results` itself. `loopId` resolves once the
+   * sidecar has started the loop.
+   */
+  streamChatLoop(params: ChatLoopParams, options: StreamOptions = {}): ChatLoopStream {
+    const streamId = params.stream_id ?? randomId();
+    const [controller, release] = linkedController(options.signal);
+    let started!: (loopId: string) => void;
+    let failed!: (error: unknown) => void;
+    const loopId = new Promise<string>((resolve, reject) => {
+      started = resolve;
+      failed = reject;
+    });
+    const source = this.events(
+      "llm_chat_loop_start",
+      { ...params, stream_id: streamId },
+      { ...options, signal: controller.signal },
+      (result) => started((result as ChatLoopStarted).loop_id),
+    );
+    const stream = new ChatLoopStream(streamId, source, controller, release, loopId);
+    stream.result.catch(failed); // a loop that never started
+    return stream;
+  }
+
+  /**
+   * Runs a tool loop to its end: the sidecar calls the model step after step, this runs each
+   * requested tool's `execute` (in parallel; a throw goes back to the model as an error result),
+   * submits the results, answers `tool_approval_requested` through `approve` when given, and
+   * resolves with the last step's text, the whole conversation and the total usage. See
+   * {@link ChatLoopOptions}.
+   */
+  chatLoop(options: ChatLoopOptions): Promise<ChatLoopResult> {
+    return runChatLoop(this, options);
+  }
+
+  private async *events(
+    method: "llm_stream_text" | "llm_chat_loop_start",
+    params: StreamTextParams & { stream_id: string },
+    options: StreamOptions,
+    onStarted?: (result: unknown) => void,
+  ): AsyncGenerator<StreamOutputEvent, void, undefined> {
+    const streamId = params.stream_id;
     const { signal } = options;
     if (signal?.aborted) {
       throw SidecarError.local("cancelled", "the stream was aborted before it started", { streamId, cause: signal.reason });
@@ -518,7 +555,8 @@ export class SidecarClient {
       if (options.timeoutMs !== undefined) startOptions.timeoutMs = options.timeoutMs;
       if (signal) startOptions.signal = signal; // an abort before the answer ends the wait at once
       try {
-        await this.request("llm_stream_text", { ...params, stream_id: streamId }, startOptions);
+        const started = await this.request(method, params, startOptions);
+        onStarted?.(started);
       } catch (error) {
         if (!(error instanceof SidecarError && error.local)) finished = true; // refused: no stream exists
         throw error;

@@ -28,7 +28,11 @@ export type StreamEvent =
   | StepStartEvent
   | ToolCallsRequestedEvent
   | WarningEvent
-  | CompactedEvent;
+  | CompactedEvent
+  | ToolApprovalRequestedEvent
+  | ToolResultEvent;
+export type McpListServersResult = McpServerInfo[];
+export type McpListToolsResult = McpToolInfo[];
 export type ListProvidersResult = ProviderInfo[];
 export type ListAvailableModelsResult = ModelInfo[];
 export type DiscoverLocalProvidersResult = DiscoveredProvider[];
@@ -57,6 +61,14 @@ export interface ApiKeyStatus {
   preview: string | null;
   keychain?: "unavailable";
   hint?: string;
+}
+export interface ApprovalCall {
+  id: string;
+  server: string;
+  name: string;
+  arguments: {
+    [k: string]: unknown;
+  };
 }
 export interface AssistantMessage {
   role: "assistant";
@@ -119,6 +131,13 @@ export interface ChatLoopParams {
   context?: ContextOptions;
   max_steps?: number;
   tool_timeout_ms?: number;
+  mcp_servers?: string[];
+  tool_approval?:
+    | ("always" | "never")
+    | {
+        [k: string]: "always" | "never";
+      };
+  mcp_call_timeout_ms?: number;
 }
 export interface SystemMessage {
   role: "system";
@@ -498,10 +517,11 @@ export interface LoopMessages {
   loop_id: string;
   stream_id: string;
   messages: Message[];
-  state: "cancelled" | "done" | "error" | "running" | "waiting_for_tools";
+  state: "cancelled" | "done" | "error" | "running" | "waiting_for_approval" | "waiting_for_tools";
   step: number;
   pending_tool_calls?: ToolCallRequest[];
   error?: ErrorInfo;
+  pending_approvals?: ApprovalCall[];
 }
 export interface ToolCallRequest {
   tool_call_id: string;
@@ -509,6 +529,75 @@ export interface ToolCallRequest {
   arguments: {
     [k: string]: unknown;
   };
+}
+export interface McpAddServerParams {
+  id: string;
+  transport: "http" | "stdio";
+  command?: string;
+  args?: string[];
+  env?: {
+    [k: string]: string;
+  };
+  cwd?: string;
+  url?: string;
+  headers?: {
+    [k: string]: string;
+  };
+  secret_env?: string[];
+  secret_headers?: string[];
+  start?: boolean;
+}
+export interface McpCallToolParams {
+  server: string;
+  name: string;
+  input?: {
+    [k: string]: unknown;
+  };
+  timeout_ms?: number;
+}
+export interface McpCallToolResult {
+  content: {
+    [k: string]: unknown;
+  }[];
+  is_error: boolean;
+  structured_content?: {
+    [k: string]: unknown;
+  };
+}
+export interface McpListToolsParams {
+  server?: string;
+}
+export interface McpServerIdParams {
+  id: string;
+}
+/**
+ * A server and where it stands; never an env or header value. Also the params of ``mcp-status``.
+ */
+export interface McpServerInfo {
+  id: string;
+  transport: "http" | "stdio";
+  source: "config" | "settings";
+  status: "failed" | "ready" | "starting" | "stopped";
+  command?: string;
+  args?: string[];
+  url?: string;
+  env_names?: string[];
+  header_names?: string[];
+  error?: string;
+  server_name?: string;
+  server_version?: string;
+  tool_count?: number;
+  pid?: number;
+  restarts: number;
+}
+export interface McpToolInfo {
+  server: string;
+  name: string;
+  tool_name: string;
+  input_schema: {
+    [k: string]: unknown;
+  };
+  description?: string;
 }
 export interface ModelInfo {
   id: string;
@@ -864,6 +953,30 @@ export interface WarningEvent {
   stream_id: string;
   seq: number;
 }
+/**
+ * Tool loops only: these MCP tool calls run once llm_submit_tool_approval approves them.
+ */
+export interface ToolApprovalRequestedEvent {
+  type: "tool_approval_requested";
+  loop_id: string;
+  step: number;
+  calls: ApprovalCall[];
+  stream_id: string;
+  seq: number;
+}
+/**
+ * Tool loops only: an MCP tool call the sidecar made (or that was denied) has its result.
+ */
+export interface ToolResultEvent {
+  type: "tool_result";
+  call_id: string;
+  server: string;
+  name: string;
+  is_error: boolean;
+  preview: string;
+  stream_id: string;
+  seq: number;
+}
 export interface StreamStarted {
   stream_id: string;
 }
@@ -892,6 +1005,18 @@ export interface StreamTextParams {
   cache?: boolean;
   priority?: "background" | "interactive";
   context?: ContextOptions;
+}
+export interface SubmitToolApprovalParams {
+  loop_id: string;
+  decisions: ToolApprovalDecision[];
+}
+export interface ToolApprovalDecision {
+  id: string;
+  approved: boolean;
+  reason?: string;
+}
+export interface SubmitToolApprovalResult {
+  accepted: boolean;
 }
 export interface SubmitToolResultsParams {
   loop_id: string;
@@ -989,9 +1114,33 @@ export interface SidecarMethods {
    */
   llm_submit_tool_results: { params: SubmitToolResultsParams; result: SubmitToolResultsResult };
   /**
+   * Answer a tool loop's tool_approval_requested: approve or deny each MCP tool call (a denied one goes back to the model as an error result with the reason).
+   */
+  llm_submit_tool_approval: { params: SubmitToolApprovalParams; result: SubmitToolApprovalResult };
+  /**
    * A tool loop's conversation so far (input, assistant turns, tool results) and its state; ended loops are kept for a while.
    */
   llm_get_loop_messages: { params: LoopIdParams; result: LoopMessages };
+  /**
+   * Add or replace an MCP server (persisted; secret_env and secret_headers values go to the keychain). Only when the sidecar was started with --allow-mcp: an MCP server is a program.
+   */
+  mcp_add_server: { params: McpAddServerParams; result: McpServerInfo };
+  /**
+   * Stop and forget an MCP server added with mcp_add_server (--allow-mcp only).
+   */
+  mcp_remove_server: { params: McpServerIdParams; result: RemovedResult };
+  /**
+   * The MCP servers (--mcp-config's and those added) with their status; never an env or header value.
+   */
+  mcp_list_servers: { params: NoParams; result: McpListServersResult };
+  /**
+   * The tools of one MCP server, or of all, with their JSON schemas (servers start if needed).
+   */
+  mcp_list_tools: { params: McpListToolsParams; result: McpListToolsResult };
+  /**
+   * Call an MCP server's tool and return its result content.
+   */
+  mcp_call_tool: { params: McpCallToolParams; result: McpCallToolResult };
   /**
    * Built-in and custom providers, sorted by id.
    */
@@ -1146,7 +1295,13 @@ export const SIDECAR_METHODS = {
   compactMessages: { method: "llm_compact_messages", params: "required" },
   chatLoopStart: { method: "llm_chat_loop_start", params: "required" },
   submitToolResults: { method: "llm_submit_tool_results", params: "required" },
+  submitToolApproval: { method: "llm_submit_tool_approval", params: "required" },
   getLoopMessages: { method: "llm_get_loop_messages", params: "required" },
+  mcpAddServer: { method: "mcp_add_server", params: "required" },
+  mcpRemoveServer: { method: "mcp_remove_server", params: "required" },
+  mcpListServers: { method: "mcp_list_servers", params: "none" },
+  mcpListTools: { method: "mcp_list_tools", params: "optional" },
+  mcpCallTool: { method: "mcp_call_tool", params: "required" },
   listProviders: { method: "list_providers", params: "none" },
   listAvailableModels: { method: "llm_list_available_models", params: "optional" },
   registerCustomProvider: { method: "llm_register_custom_provider", params: "required" },
@@ -1234,11 +1389,47 @@ export interface SidecarMethodFunctions<Options> {
    */
   submitToolResults(params: SubmitToolResultsParams, options?: Options): Promise<SubmitToolResultsResult>;
   /**
+   * Answer a tool loop's tool_approval_requested: approve or deny each MCP tool call (a denied one goes back to the model as an error result with the reason).
+   *
+   * Wire method `llm_submit_tool_approval`.
+   */
+  submitToolApproval(params: SubmitToolApprovalParams, options?: Options): Promise<SubmitToolApprovalResult>;
+  /**
    * A tool loop's conversation so far (input, assistant turns, tool results) and its state; ended loops are kept for a while.
    *
    * Wire method `llm_get_loop_messages`.
    */
   getLoopMessages(params: LoopIdParams, options?: Options): Promise<LoopMessages>;
+  /**
+   * Add or replace an MCP server (persisted; secret_env and secret_headers values go to the keychain). Only when the sidecar was started with --allow-mcp: an MCP server is a program.
+   *
+   * Wire method `mcp_add_server`.
+   */
+  mcpAddServer(params: McpAddServerParams, options?: Options): Promise<McpServerInfo>;
+  /**
+   * Stop and forget an MCP server added with mcp_add_server (--allow-mcp only).
+   *
+   * Wire method `mcp_remove_server`.
+   */
+  mcpRemoveServer(params: McpServerIdParams, options?: Options): Promise<RemovedResult>;
+  /**
+   * The MCP servers (--mcp-config's and those added) with their status; never an env or header value.
+   *
+   * Wire method `mcp_list_servers`.
+   */
+  mcpListServers(options?: Options): Promise<McpListServersResult>;
+  /**
+   * The tools of one MCP server, or of all, with their JSON schemas (servers start if needed).
+   *
+   * Wire method `mcp_list_tools`.
+   */
+  mcpListTools(params?: McpListToolsParams, options?: Options): Promise<McpListToolsResult>;
+  /**
+   * Call an MCP server's tool and return its result content.
+   *
+   * Wire method `mcp_call_tool`.
+   */
+  mcpCallTool(params: McpCallToolParams, options?: Options): Promise<McpCallToolResult>;
   /**
    * Built-in and custom providers, sorted by id.
    *
@@ -1469,4 +1660,10 @@ export interface SidecarNotifications {
    * Notification `oauth-{flow_id}`.
    */
   [name: `oauth-${string}`]: OAuthFlowEvent;
+  /**
+   * An MCP server's status changed (starting, ready, failed, stopped) or its tool list did.
+   *
+   * Notification `mcp-status`.
+   */
+  "mcp-status": McpServerInfo;
 }

@@ -25,6 +25,16 @@ export {
   type SignedIn,
   type SignInOptions,
 } from "./client.js";
+export { SidecarStream } from "./stream.js";
+export {
+  ChatLoopStream,
+  type ApprovalDecision,
+  type ChatLoopEvent,
+  type ChatLoopOptions,
+  type ChatLoopResult,
+  type ChatLoopTool,
+  type ToolCallContext,
+} from "./chat-loop.js";
 export {
   RpcErrorCode,
   SidecarError,

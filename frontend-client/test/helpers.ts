@@ -98,9 +98,9 @@ export function sidecarEnv(): NodeJS.ProcessEnv {
   };
 }
 
-/** Spawns the real Python sidecar with the Node transport. */
-export function spawnSidecar(options: NodeProcessOptions = {}): NodeProcessTransport {
-  return nodeProcess(sidecarPython, sidecarArgs, { cwd: repoRoot, env: sidecarEnv(), stderr: "pipe", ...options });
+/** Spawns the real Python sidecar with the Node transport (`extraArgs` after `-m sidecar`). */
+export function spawnSidecar(options: NodeProcessOptions = {}, extraArgs: string[] = []): NodeProcessTransport {
+  return nodeProcess(sidecarPython, [...sidecarArgs, ...extraArgs], { cwd: repoRoot, env: sidecarEnv(), stderr: "pipe", ...options });
 }
 
 /** Spawns and connects; the caller closes. */

@@ -53,7 +53,23 @@ main().catch((error: unknown) => {
 });
 `;
 
-const subpaths = ["llm-sidecar-client", "llm-sidecar-client/node", "llm-sidecar-client/tauri"];
+const subpaths = ["llm-sidecar-client", "llm-sidecar-client/node", "llm-sidecar-client/tauri", "llm-sidecar-client/ai-sdk"];
+const entryFiles = ["index", "node", "tauri", "ai-sdk"];
+
+/** The files a built entry point loads, itself included: its relative imports and requires, followed. */
+function loadedFiles(entry: string): string[] {
+  const seen = new Set<string>();
+  const visit = (file: string): void => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    const source = readFileSync(file, "utf8");
+    for (const match of source.matchAll(/(?:from\s*|import\s*\(\s*|require\(\s*)["'](\.{1,2}\/[^"']+)["']/g)) {
+      visit(path.resolve(path.dirname(file), match[1] as string));
+    }
+  };
+  visit(entry);
+  return [...seen];
+}
 
 interface Packed {
   tarball: string;
@@ -139,7 +155,7 @@ describe("the packed package", () => {
 
   it("npm pack runs prepack: both builds and their types ship, no sources", async () => {
     const { files } = await pack();
-    for (const name of ["index", "node", "tauri"]) {
+    for (const name of entryFiles) {
       for (const file of [`dist/${name}.js`, `dist/${name}.d.ts`, `dist/cjs/${name}.js`, `dist/cjs/${name}.d.ts`]) {
         assert.ok(files.includes(file), `${file} is in the tarball`);
       }
@@ -162,12 +178,57 @@ describe("the packed package", () => {
           : ["--input-type=module", "-e", `for (const s of ${JSON.stringify(subpaths)}) console.log(import.meta.resolve(s))`];
       const { stdout } = await run(process.execPath, resolve, { cwd: dir });
       const resolved = stdout.trim().split("\n");
-      assert.equal(resolved.length, 3);
+      assert.equal(resolved.length, entryFiles.length);
       resolved.forEach((file, i) => {
-        const base = ["index", "node", "tauri"][i];
+        const base = entryFiles[i];
         assert.ok(file.replaceAll("\\", "/").endsWith(`/node_modules/llm-sidecar-client/${dirName}${base}.js`), `${subpaths[i]} -> ${file}`);
         if (kind === "module") assert.ok(!file.includes(`/${other}`));
       });
+    });
+  }
+
+  it("the base entry points (and /node, /tauri) never load @ai-sdk/*, in either build; /ai-sdk does", async () => {
+    const dir = await consumer("module");
+    const installed = path.join(dir, "node_modules", "llm-sidecar-client");
+    for (const build of ["dist", "dist/cjs"]) {
+      for (const name of ["index", "node", "tauri"]) {
+        const files = loadedFiles(path.join(installed, build, `${name}.js`));
+        if (name === "index") {
+          const names = files.map((f) => path.basename(f));
+          for (const module of ["client.js", "stream.js", "chat-loop.js", "errors.js"]) assert.ok(names.includes(module), `${build}/index.js loads ${module}`);
+        }
+        for (const file of files) assert.doesNotMatch(readFileSync(file, "utf8"), /@ai-sdk/, `${path.relative(installed, file)} mentions @ai-sdk`);
+        for (const file of files.map((f) => f.replace(/\.js$/, ".d.ts"))) {
+          assert.doesNotMatch(readFileSync(file, "utf8"), /@ai-sdk/, `${path.relative(installed, file)} mentions @ai-sdk`);
+        }
+      }
+      const aiSdk = loadedFiles(path.join(installed, build, "ai-sdk.js"));
+      assert.ok(aiSdk.some((file) => /@ai-sdk\/provider/.test(readFileSync(file, "utf8"))), `${build}/ai-sdk.js loads @ai-sdk/provider`);
+    }
+    // Without the optional peer installed, the base entry point loads and /ai-sdk says what is missing.
+    const script = 'import("llm-sidecar-client").then((m) => console.log(typeof m.SidecarClient)).then(() => import("llm-sidecar-client/ai-sdk")).catch((e) => console.log(e.code))';
+    const { stdout } = await run(process.execPath, ["--input-type=module", "-e", script], { cwd: dir });
+    assert.deepEqual(stdout.trim().split("\n"), ["function", "ERR_MODULE_NOT_FOUND"]);
+  });
+
+  for (const kind of ["commonjs", "module"] as const) {
+    it(`with the peer @ai-sdk/provider installed, a ${kind} program loads /ai-sdk and gets a v4 model`, async () => {
+      const dir = await consumer(kind);
+      const peer = path.join(dir, "peer");
+      mkdirSync(path.join(peer, "node_modules", "@ai-sdk"), { recursive: true });
+      // Its own folder (so the test above still sees a consumer without the peer), linking the installed
+      // package and the peer; --preserve-symlinks resolves the peer from there. (@ai-sdk/provider imports nothing.)
+      symlinkSync(path.join(packageRoot, "node_modules", "@ai-sdk", "provider"), path.join(peer, "node_modules", "@ai-sdk", "provider"), "junction");
+      symlinkSync(path.join(dir, "node_modules", "llm-sidecar-client"), path.join(peer, "node_modules", "llm-sidecar-client"), "junction");
+      writeFileSync(path.join(peer, "package.json"), JSON.stringify({ name: `peer-${kind}`, private: true, type: kind }));
+      const body = "const s = m.createSidecar({ client: {} }); const model = s('mock:echo'); console.log(JSON.stringify([model.specificationVersion, model.modelId, s.languageModelV3('x').specificationVersion]));";
+      const script =
+        kind === "commonjs"
+          ? `const m = require("llm-sidecar-client/ai-sdk"); ${body}`
+          : `const m = await import("llm-sidecar-client/ai-sdk"); ${body}`;
+      const args = ["--preserve-symlinks", "--no-warnings", ...(kind === "commonjs" ? [] : ["--input-type=module"]), "-e", script];
+      const { stdout } = await run(process.execPath, args, { cwd: peer });
+      assert.deepEqual(JSON.parse(stdout), ["v4", "mock:echo", "v3"]);
     });
   }
 

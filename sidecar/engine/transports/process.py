@@ -95,7 +95,7 @@ class ProcessTransport(WireTransport):
             finally:
                 watchdog.close()
                 with anyio.CancelScope(shield=True):
-                    await _end_group(proc)
+                    await end_group(proc)
                     for task in helpers:
                         task.cancel()
                     await asyncio.gather(*helpers, return_exceptions=True)
@@ -130,18 +130,21 @@ class ProcessTransport(WireTransport):
 
 async def _spawn(request: ProcessRequest, cwd: str, provider: str) -> asyncio.subprocess.Process:
     """The child in its own process group; a program that is not there (or may not run) is not installed."""
-    if sys.platform == "win32":
-        group = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
-    else:
-        group = {"start_new_session": True}
     try:
         return await asyncio.create_subprocess_exec(
             *request.argv, env=request.env, cwd=cwd, stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, **group)  # type: ignore[arg-type]
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, **own_group())  # type: ignore[arg-type]
     except (FileNotFoundError, PermissionError):
         name = os.path.basename(request.argv[0]) if request.argv else "the program"
         raise SidecarError("provider_not_installed", f"{provider}: {name} is not installed (or may not be run)",
                            provider=provider) from None
+
+
+def own_group() -> dict[str, object]:
+    """``subprocess`` options that start a child in its own process group (``end_group`` stops it all)."""
+    if sys.platform == "win32":
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+    return {"start_new_session": True}
 
 
 async def _write_stdin(proc: asyncio.subprocess.Process, data: bytes) -> None:
@@ -166,21 +169,21 @@ async def _keep_tail(proc: asyncio.subprocess.Process, tail: bytearray, done: an
     done.set()
 
 
-async def _end_group(proc: asyncio.subprocess.Process) -> None:
+async def end_group(proc: asyncio.subprocess.Process) -> None:
     """Stop the child and everything it started, unless it ended on its own: SIGTERM to the group, SIGKILL
     to the group after ``KILL_AFTER_S``; then reap it."""
     if proc.returncode is None:
-        _signal_group(proc, signal.SIGTERM)
+        signal_group(proc, signal.SIGTERM)
         with anyio.move_on_after(KILL_AFTER_S):
             await proc.wait()
         if proc.returncode is None:
-            _signal_group(proc, signal.SIGKILL)
+            signal_group(proc, signal.SIGKILL)
     else:
-        _signal_group(proc, signal.SIGKILL)  # it exited: anything it left running in its group goes too
+        signal_group(proc, signal.SIGKILL)  # it exited: anything it left running in its group goes too
     await proc.wait()
 
 
-def _signal_group(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:
+def signal_group(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
         if sys.platform == "win32":
             proc.terminate() if sig == signal.SIGTERM else proc.kill()
