@@ -832,6 +832,8 @@ def test_reasoning_parts_go_back_unchanged() -> None:
             {"type": "reasoning", "text": "", "signature": "EsECCokBCBAYAipA=="},
             {"type": "redacted_reasoning", "data": "EqkECkYIBxgCKkA8"},
             {"type": "reasoning", "text": "no signature: another provider's"},
+            {"type": "reasoning", "text": "an OpenAI Responses item",
+             "signature": '{"type":"reasoning","id":"rs_1","summary":[],"encrypted_content":"gAAAAB"}'},
             {"type": "text", "text": "Answer."},
             {"type": "tool_call", "id": "t1", "name": "f", "arguments": {"a": [1, {"b": None}]}},
         ]},

@@ -988,6 +988,16 @@ def test_signature_goes_back_on_its_function_call_in_either_order() -> None:
     assert model_parts(complete_chat_order) == want
 
 
+def test_a_responses_reasoning_item_is_not_sent_as_a_thought_signature() -> None:
+    """After a fallback from OpenAI's Responses API, its reasoning item (a JSON object) is no Gemini signature."""
+    item = '{"type":"reasoning","id":"rs_1","summary":[],"encrypted_content":"gAAAAB"}'
+    parts = model_parts([
+        {"type": "reasoning", "text": "", "signature": item},
+        {"type": "text", "text": "Let me look."},
+    ])
+    assert parts == [{"text": "Let me look."}]
+
+
 def test_thought_text_and_signature_before_parallel_calls() -> None:
     parts = model_parts([
         {"type": "reasoning", "text": "two lookups", "signature": SIG_CALL},

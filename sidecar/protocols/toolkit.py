@@ -152,3 +152,11 @@ def unsupported(protocol: str, *settings: str) -> list[WarningEvent]:
 def given_parallel_tool_calls(params: StreamTextParams) -> bool:
     """Whether ``parallel_tool_calls`` was given next to tools (without tools it means nothing anywhere)."""
     return isinstance(params.parallel_tool_calls, bool) and isinstance(params.tools, list) and bool(params.tools)
+
+
+def item_signature(signature: str | object) -> bool:
+    """Whether a reasoning part's signature is an OpenAI Responses reasoning item (a JSON object), which only
+    that API can read. Anthropic's and Gemini's signatures are base64 and never start with ``{``; their
+    encoders leave such reasoning out, as they do unsigned reasoning (a fallback or a switch of model in the
+    middle of a conversation would otherwise send another provider's signature and be refused)."""
+    return isinstance(signature, str) and signature.startswith("{")

@@ -24,7 +24,7 @@ from ...types import (
     WarningEvent,
 )
 from ..base import HttpRequest
-from ..toolkit import KeyHeader, json_headers, merge_options, parse_data_url, unsupported
+from ..toolkit import KeyHeader, item_signature, json_headers, merge_options, parse_data_url, unsupported
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 8192
@@ -97,7 +97,8 @@ def _assistant_blocks(content: str | list[ContentPart]) -> list[dict[str, Any]]:
         elif isinstance(p, ToolCallPart):
             blocks.append({"type": "tool_use", "id": p.id, "name": p.name, "input": p.arguments})
         elif isinstance(p, ReasoningPart):
-            if isinstance(p.signature, str) and p.signature:  # even with empty text: the signature is the point
+            if isinstance(p.signature, str) and p.signature and not item_signature(p.signature):
+                # even with empty text: the signature is the point
                 blocks.append({"type": "thinking", "thinking": p.text, "signature": p.signature})
         elif isinstance(p, RedactedReasoningPart):
             blocks.append({"type": "redacted_thinking", "data": p.data})

@@ -28,6 +28,7 @@ from ..toolkit import (
     KeyHeader,
     given,
     given_parallel_tool_calls,
+    item_signature,
     json_headers,
     merge,
     merge_options,
@@ -82,7 +83,7 @@ def _model_parts(content: str | list[ContentPart], gemini3: bool) -> list[dict[s
         elif isinstance(p, ReasoningPart):
             if p.text:
                 parts.append({"text": p.text, "thought": True})
-            if isinstance(p.signature, str) and p.signature:
+            if isinstance(p.signature, str) and p.signature and not item_signature(p.signature):
                 signatures.append((len(parts), p.signature))
         elif isinstance(p, ImagePart):
             parts.append(_image(p))
