@@ -1186,6 +1186,9 @@ class CompactMessagesParams(Wire):
     """``provider:model`` that writes the summary (default: ``model``)"""
     system: str | UnsetType = UNSET
     """counted with the messages (never compacted)"""
+    priority: Priority | UnsetType = UNSET
+    """how the summary request queues (``background`` for compaction the app runs while the user waits for
+    nothing; default ``interactive``)"""
 
 
 class CompactMessagesResult(Wire):

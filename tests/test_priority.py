@@ -499,3 +499,26 @@ def test_the_tool_loop_queues_each_step_with_its_priority(sc: Sidecar, upstream:
     assert text_of(finished(sc, sid)) == "it is noon"
     finished(sc, lb.sid("int2"))
     assert lb.arrivals() == ["slow", "int1", "loop", "slow2", "int2", "loop"]
+
+
+def test_llm_compact_messages_summary_queues_with_its_priority(sc: Sidecar, upstream: Upstream) -> None:
+    """A background compaction's summary request waits behind an interactive stream that came later."""
+    lb = Loopback(sc, upstream, max_concurrency=1)
+    lb.stream("slow", slow=True)
+    lb.wait_arrived(1)
+    long = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn{i} " + "word " * 50}
+            for i in range(20)]
+    rid = f"compact-{lb.id}"
+    sc.send({"jsonrpc": "2.0", "id": rid, "method": "llm_compact_messages",
+             "params": {"model": f"{lb.id}:{lb.fast}", "messages": long, "target_tokens": 300,
+                        "priority": "background"}})
+    lb.wait_queued(0, 1)
+    lb.stream("int")
+    lb.wait_queued(1, 1)
+    sc.call("llm_abort_stream", {"stream_id": lb.sid("slow")})
+    assert text_of(finished(sc, lb.sid("int"))) == "ok"
+    resp = sc.wait_for(lambda m: m.get("id") == rid)
+    assert resp["result"]["tokens_after"] < resp["result"]["tokens_before"], resp
+    summary = resp["result"]["messages"][0]
+    assert summary["role"] == "system" and summary["content"].endswith("ok"), summary
+    assert lb.arrivals()[:2] == ["slow", "int"] and len(lb.arrivals()) == 3

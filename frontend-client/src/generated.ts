@@ -251,6 +251,7 @@ export interface CompactMessagesParams {
   target_tokens?: number;
   summary_model?: string;
   system?: string;
+  priority?: "background" | "interactive";
 }
 export interface CompactMessagesResult {
   messages: Message[];

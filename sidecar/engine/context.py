@@ -222,7 +222,8 @@ class ContextService:
         """``llm_compact_messages``: the same compaction on demand, down to ``target_tokens`` (default half the
         model's window)."""
         request = StreamTextParams(messages=params.messages, model=params.model, system=params.system,
-                                   context=ContextOptions(strategy="compact", summary_model=params.summary_model))
+                                   context=ContextOptions(strategy="compact", summary_model=params.summary_model),
+                                   priority=params.priority)
         target = await self.preparer.prepare(request)
         cal = calibration(target.provider.protocol)
         sizes = [message_tokens(m, cal) for m in params.messages]
