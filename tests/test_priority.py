@@ -20,45 +20,12 @@ import httpx
 import msgspec
 import pytest
 from harness import Reply, Sidecar, Upstream, sse, text_of
+from test_health import ManualTime, anyio_backend, provider  # noqa: F401  (anyio_backend: a fixture)
 
 from sidecar.health import Health
 from sidecar.providers import Provider
-from sidecar.types import ProviderLimits
 
 # --- the queues, in this process ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-class ManualTime:
-    """A clock that moves only when the test says so; sleepers wake when it passes their deadline."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleepers: list[tuple[float, anyio.Event]] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        event = anyio.Event()
-        self.sleepers.append((self.now + seconds, event))
-        await event.wait()
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-        due = [s for s in self.sleepers if s[0] <= self.now + 1e-9]
-        self.sleepers = [s for s in self.sleepers if s not in due]
-        for _, event in due:
-            event.set()
-
-
-def provider(**limits: Any) -> Provider:
-    return Provider(id="p", name="P", protocol="openai", base_url="http://127.0.0.1:9/v1",
-                    limits=ProviderLimits(**limits))
 
 
 def queued(health: Health) -> dict[str, int]:
