@@ -163,7 +163,9 @@ def build_id(package_dir: Path = PACKAGE_DIR, options: tuple[str, ...] = ()) -> 
     h = hashlib.sha256()
     for path in sorted(p for p in package_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         h.update(path.relative_to(package_dir).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    dists = sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions())
+    # a set: the same distribution is listed once per sys.path entry that holds it, and a process may carry
+    # an entry twice (pytest's ``pythonpath`` and a test's own insert), which must not change the id
+    dists = sorted({f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions()})
     h.update("\n".join([sys.version, platform.platform(), *dists, *options]).encode())
     return h.hexdigest()[:12]
 
