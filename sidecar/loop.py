@@ -113,6 +113,20 @@ class Loop:
     decided: anyio.Event = field(default_factory=anyio.Event)
 
 
+def _one_each(expected: list[str], ids: list[str], what: str, asked: str, at_once: str) -> None:
+    """Answers (results, decisions) come one per awaited call, for all of them at once: else invalid_request."""
+    seen: set[str] = set()
+    for i in ids:
+        if i in seen:
+            raise SidecarError("invalid_request", f"two {what} for tool call {i!r}")
+        if i not in expected:
+            raise SidecarError("invalid_request", f"tool call {i!r} is not {asked} (expected {', '.join(expected)})")
+        seen.add(i)
+    missing = [i for i in expected if i not in seen]
+    if missing:
+        raise SidecarError("invalid_request", f"missing {what} for tool call(s) {', '.join(missing)}: {at_once}")
+
+
 class LoopManager:
     """Owns the loops: starts them, takes tool results, and remembers the last ended ones."""
 
@@ -335,23 +349,16 @@ class LoopManager:
             raise SidecarError("invalid_request",
                                f"tool loop {loop.loop_id!r} is not waiting for tool results (step {loop.step} runs)")
         expected = [c.id for c in loop.pending]
-        given: dict[str, ToolMessage] = {}
+        _one_each(expected, [r.tool_call_id for r in params.results], "results", "one this step asked for",
+                  "submit the results of all calls of the step at once")
         for r in params.results:
-            if r.tool_call_id in given:
-                raise SidecarError("invalid_request", f"two results for tool call {r.tool_call_id!r}")
-            if r.tool_call_id not in expected:
-                raise SidecarError("invalid_request", f"tool call {r.tool_call_id!r} is not one this step asked for "
-                                   f"(expected {', '.join(expected)})")
             if not isinstance(r.content, str):
                 for p in r.content:
                     if not isinstance(p, TextPart | ImagePart):
                         kind = p.__struct_config__.tag  # the tag field is not an attribute
                         raise SidecarError("invalid_request", f"a tool result can hold text and images, not {kind}")
-            given[r.tool_call_id] = ToolMessage(tool_call_id=r.tool_call_id, content=r.content, is_error=r.is_error)
-        missing = [i for i in expected if i not in given]
-        if missing:
-            raise SidecarError("invalid_request", f"missing results for tool call(s) {', '.join(missing)}: "
-                               "submit the results of all calls of the step at once")
+        given = {r.tool_call_id: ToolMessage(tool_call_id=r.tool_call_id, content=r.content, is_error=r.is_error)
+                 for r in params.results}
         loop.results = [given[i] for i in expected]
         loop.pending = []
         _waiting_state(loop)
@@ -365,20 +372,9 @@ class LoopManager:
             raise SidecarError("invalid_request", f"tool loop {loop.loop_id!r} has ended ({loop.state})")
         if not loop.asking:
             raise SidecarError("invalid_request", f"tool loop {loop.loop_id!r} is not waiting for tool approval")
-        expected = [c.id for c in loop.asking]
-        given: dict[str, ToolApprovalDecision] = {}
-        for d in params.decisions:
-            if d.id in given:
-                raise SidecarError("invalid_request", f"two decisions for tool call {d.id!r}")
-            if d.id not in expected:
-                raise SidecarError("invalid_request", f"tool call {d.id!r} is not one awaiting approval "
-                                   f"(expected {', '.join(expected)})")
-            given[d.id] = d
-        missing = [i for i in expected if i not in given]
-        if missing:
-            raise SidecarError("invalid_request", f"missing decisions for tool call(s) {', '.join(missing)}: "
-                               "decide on all calls of the step at once")
-        loop.decisions = given
+        _one_each([c.id for c in loop.asking], [d.id for d in params.decisions], "decisions", "one awaiting approval",
+                  "decide on all calls of the step at once")
+        loop.decisions = {d.id: d for d in params.decisions}
         loop.asking = []
         _waiting_state(loop)
         loop.decided.set()
